@@ -1,0 +1,183 @@
+"""The training config: one small frozen dataclass that checks itself, shared by train, probe, plans and kernels."""
+
+import dataclasses
+from dataclasses import dataclass
+
+from paddy.errors import ConfigError
+
+ITEM_METHODS = ("squish", "crop", "pad")
+TARGETS = ("label", "variety")  # columns of train.csv a model can predict
+
+
+def parse_size(value, what="size"):
+    """Turn 224, "224", "320,224" or [320, 224] into a (height, width) tuple of positive ints."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.replace("x", ",").split(",") if p.strip()]
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        parts = [value]
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be an int or 'HEIGHT,WIDTH', got {value!r}") from None
+    if len(sizes) == 1:
+        sizes = sizes * 2
+    if len(sizes) != 2 or min(sizes) <= 0:
+        raise ConfigError(f"{what} must be positive: one int or 'HEIGHT,WIDTH', got {value!r}")
+    return sizes
+
+
+def parse_tta(value):
+    """Turn "4,0.25" (fastai tta: n passes, beta), "flip" or "none" into (mode, n, beta)."""
+    text = str(value).strip().lower()
+    if text in ("flip", "none"):
+        return text, 0, 0.0
+    try:
+        n_text, beta_text = text.split(",")
+        n, beta = int(n_text), float(beta_text)
+    except ValueError:
+        raise ConfigError(f"tta must be 'N,BETA' (e.g. 4,0.25), 'flip' or 'none', got {value!r}") from None
+    if n < 1 or not 0.0 <= beta <= 1.0:
+        raise ConfigError(f"tta needs N >= 1 and 0 <= BETA <= 1, got {value!r}")
+    return "fastai", n, beta
+
+
+def _is_power_of_two(n):
+    return n >= 1 and n & (n - 1) == 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one training run; a run folder stores it resolved."""
+
+    arch: str
+    size: tuple = (224, 224)  # (height, width) of the batch augmentation output
+    item_size: tuple = (480, 480)  # (height, width) of the per-item resize, as in the notebooks
+    item_method: str = "squish"
+    min_scale: float = 0.75
+    epochs: int = 12
+    lr: float = 0.01
+    bs: int = 64
+    accum: object = 1  # an int power of two, or "auto" (the probe picks it)
+    finetune: bool = True
+    pretrained: bool = True
+    seed: int = 42
+    split_seed: object = 42  # None: derive the validation split from `seed` (different split per member)
+    valid_pct: float = 0.2
+    targets: tuple = ("label",)
+    target_weights: tuple = ()
+    tta: str = "4,0.25"
+    name: str = ""
+    num_workers: object = None  # None: fastai's default
+    device: str = "auto"
+
+    def __post_init__(self):
+        # Frozen, so normalise through object.__setattr__ once, here, and nowhere else.
+        set_ = object.__setattr__
+        if not isinstance(self.arch, str) or not self.arch.strip():
+            raise ConfigError("arch must be a timm model name, e.g. convnext_small.fb_in22k")
+        set_(self, "size", parse_size(self.size, "size"))
+        set_(self, "item_size", parse_size(self.item_size, "item_size"))
+        set_(self, "targets", _parse_targets(self.targets))
+        set_(self, "target_weights", _parse_weights(self.target_weights, len(self.targets)))
+        set_(self, "accum", _parse_accum(self.accum, self.bs))
+        parse_tta(self.tta)
+        if self.item_method not in ITEM_METHODS:
+            raise ConfigError(f"item_method must be one of {', '.join(ITEM_METHODS)}, got {self.item_method!r}")
+        _check_positive(epochs=self.epochs, lr=self.lr, bs=self.bs)
+        if not 0.0 < self.valid_pct < 1.0:
+            raise ConfigError(f"valid_pct must be between 0 and 1, got {self.valid_pct}")
+        if not 0.0 < self.min_scale <= 1.0:
+            raise ConfigError(f"min_scale must be in (0, 1], got {self.min_scale}")
+
+    @property
+    def micro_bs(self):
+        """The batch size one forward pass sees: bs // accum."""
+        return self.bs // (self.accum if isinstance(self.accum, int) else 1)
+
+    @property
+    def run_name(self):
+        """A folder-safe name: the member's own name, else arch, item transform and size."""
+        if self.name:
+            return _slug(self.name)
+        item = f"{self.item_method}{self.item_size[0]}x{self.item_size[1]}"
+        return _slug(f"{self.arch}-{item}-{self.size[0]}x{self.size[1]}")
+
+    @property
+    def valid_seed(self):
+        """The seed of the validation split: split_seed, or the run's seed when the split should vary."""
+        return self.seed if self.split_seed is None else self.split_seed
+
+    def replace(self, **changes):
+        """A checked copy with some fields changed; the original is never mutated."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self):
+        """Plain JSON-ready dict of the fields (tuples become lists)."""
+        data = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    @classmethod
+    def from_dict(cls, data, where="config"):
+        """Build from a dict, refusing unknown keys and a missing arch."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        if "arch" not in data:
+            raise ConfigError(f"{where}: missing required key 'arch'")
+        try:
+            return cls(**data)
+        except TypeError as error:
+            raise ConfigError(f"{where}: {error}") from None
+
+
+def _parse_targets(targets):
+    if isinstance(targets, str):
+        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    targets = tuple(targets)
+    bad = [t for t in targets if t not in TARGETS]
+    if not targets or bad:
+        raise ConfigError(f"unknown target(s) {', '.join(bad) or '(none)'}; choose from {', '.join(TARGETS)}")
+    if len(set(targets)) != len(targets) or targets[0] != "label":
+        raise ConfigError(f"targets must start with 'label' and not repeat, got {','.join(targets)}")
+    return targets
+
+
+def _parse_weights(weights, n_targets):
+    if isinstance(weights, str):
+        weights = [w for w in weights.split(",") if w.strip()]
+    if weights is None or len(weights) == 0:
+        return (1.0,) * n_targets
+    try:
+        weights = tuple(float(w) for w in weights)
+    except (TypeError, ValueError):
+        raise ConfigError(f"target weights must be numbers, got {weights!r}") from None
+    if len(weights) != n_targets:
+        raise ConfigError(f"got {len(weights)} target weight(s) for {n_targets} target(s); give one per target")
+    if min(weights) < 0 or sum(weights) == 0:
+        raise ConfigError(f"target weights must be >= 0 and not all zero, got {weights}")
+    return weights
+
+
+def _parse_accum(accum, bs):
+    if accum == "auto":
+        return accum
+    try:
+        accum = int(accum)
+    except (TypeError, ValueError):
+        raise ConfigError(f"accum must be a power of two or 'auto', got {accum!r}") from None
+    if not _is_power_of_two(accum) or accum > bs:
+        raise ConfigError(f"accum must be a power of two no larger than bs={bs}, got {accum}")
+    return accum
+
+
+def _check_positive(**values):
+    for key, value in values.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{key} must be positive, got {value!r}")
+
+
+def _slug(text):
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-")

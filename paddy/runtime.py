@@ -1,0 +1,36 @@
+"""Where the kit runs: Kaggle or not, which device, and one way to seed everything."""
+
+import os
+import random
+
+KAGGLE_INPUT = "/kaggle/input"
+
+
+def is_kaggle():
+    """True inside a Kaggle kernel (Kaggle sets KAGGLE_KERNEL_RUN_TYPE there)."""
+    return bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE"))
+
+
+def resolve_device(device="auto"):
+    """Turn "auto" into "cuda" when a GPU is usable, else "cpu"; other names pass through checked."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        from paddy.errors import ConfigError
+
+        raise ConfigError(f"device {device!r} asked for but CUDA is not available; use --device cpu or auto")
+    return device
+
+
+def seed_everything(seed):
+    """Seed Python, NumPy and torch (CPU and CUDA) so a run repeats."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)

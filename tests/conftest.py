@@ -1,0 +1,28 @@
+"""Shared fixtures: isolation from the user's Kaggle credentials and config, and GPU skipping."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory, monkeypatch):
+    """Never read or write the real ~/.config/kaggle, and never let the Kaggle client print secrets."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(home / ".config" / "kaggle"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path_factory.mktemp("tmpdir")))
+    for name in ("VERBOSE", "VERBOSE_OUTPUT", "KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY",
+                 "KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_API_ENVIRONMENT"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip `gpu` tests cleanly when CUDA is not available."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -26,3 +26,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_sample(tmp_path_factory):
+    """A small synthetic competition folder (120 train, 16 test, 48x64 px); copy it before damaging it."""
+    from paddy.sample import make_sample
+
+    return make_sample(tmp_path_factory.mktemp("tiny_sample") / "data", n_train=120, n_test=16, size=(48, 64))

@@ -16,6 +16,7 @@ from paddy.errors import PaddyError
 COMMAND_MODULES = (
     "paddy.commands.data",
     "paddy.commands.ensemble",
+    "paddy.commands.kaggle",
 )
 
 EPILOG = """a competitor's day:

@@ -1,0 +1,280 @@
+"""Thin Kaggle kernels, built from a plan: metadata dicts, slugs, short scripts, and the kit packed as a dataset.
+
+Everything here is pure or writes local files only; paddy.kaggle_api performs the pushes.
+A rendered folder holds `kernel-metadata.json` and `kernel.py`; the script installs the kit from the kit dataset
+with `pip install --no-index` (competitions turn the internet off) and calls the same library functions as the CLI.
+"""
+
+import hashlib
+import json
+import pprint
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from paddy import atomic, competition
+from paddy.errors import ConfigError, PaddyError
+
+METADATA_FILE = "kernel-metadata.json"
+CODE_FILE = "kernel.py"
+DATASET_METADATA_FILE = "dataset-metadata.json"
+KIT_DATASET = "paddy-kit"  # the dataset slug the kit's wheels live in: <user>/paddy-kit
+KIT_TITLE = "paddy kit wheels"
+KAGGLE_INPUT = "/kaggle/input"
+KAGGLE_WORKING = "/kaggle/working"
+TITLE_LENGTH = (5, 50)  # Kaggle refuses kernel titles outside this range
+# Wheels worth carrying with --with-deps: the fastai/timm stack whose versions the kit needs. torch, torchvision,
+# pandas, pillow and matplotlib are in every Kaggle image, and their CUDA builds must stay the image's own.
+DEPENDENCY_WHEELS = ("fastai", "fastcore", "fasttransform", "plum-dispatch", "fastprogress", "timm")
+USER_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
+SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+def kernel_slug(title):
+    """The slug Kaggle derives from a title (the same slugify the kaggle client checks pushes with)."""
+    from slugify import slugify
+
+    return slugify(title)
+
+
+def check_user(user):
+    """A Kaggle username, lower case; ConfigError when it cannot be one."""
+    name = str(user or "").strip().lower()
+    if not USER_PATTERN.match(name):
+        raise ConfigError(f"--user must be your Kaggle username (letters, digits, - or _), got {user!r}")
+    return name
+
+
+def check_title(title):
+    """A kernel title Kaggle accepts (5 to 50 characters) whose slug is valid; returns the slug."""
+    low, high = TITLE_LENGTH
+    if not low <= len(title) <= high:
+        raise ConfigError(f"kernel title {title!r} must be {low} to {high} characters long; shorten the plan name")
+    slug = kernel_slug(title)
+    if len(slug) < low or not SLUG_PATTERN.match(slug):
+        raise ConfigError(f"kernel title {title!r} gives slug {slug!r}; use letters and digits in the title")
+    return slug
+
+
+def kernel_metadata(user, title, competition_slug=competition.COMPETITION, kernel_sources=(), gpu=True,
+                    internet=False, private=True, kit_dataset=KIT_DATASET):
+    """The kernel-metadata.json dict of one script kernel; its id is <user>/<slug of the title>."""
+    user = check_user(user)
+    slug = check_title(title)
+    return {
+        "id": f"{user}/{slug}",
+        "title": title,
+        "code_file": CODE_FILE,
+        "language": "python",
+        "kernel_type": "script",
+        "is_private": bool(private),
+        "enable_gpu": bool(gpu),
+        "enable_tpu": False,
+        "enable_internet": bool(internet),
+        "dataset_sources": [f"{user}/{kit_dataset}"],
+        "competition_sources": [competition_slug],
+        "kernel_sources": list(kernel_sources),
+        "model_sources": [],
+    }
+
+
+def kernel_titles(plan_name, members):
+    """Titles of the probe, each member and the ensemble kernel; members are numbered so titles stay unique."""
+    prefix = f"paddy {plan_name}"
+    high = TITLE_LENGTH[1]
+    member_titles = [f"{prefix} {i:02d} {m.run_name}"[:high].rstrip(" -_.") for i, m in enumerate(members, 1)]
+    return f"{prefix} probe", member_titles, f"{prefix} ensemble"
+
+
+_INSTALL = '''import glob
+import subprocess
+import sys
+from pathlib import Path
+
+# Competitions turn the internet off: install the kit (and any dependency wheels packed with it) from its dataset.
+WHEELS = sorted(glob.glob("{kit}/*.whl"))
+subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--quiet", *WHEELS], check=True)
+DATA = "{data}"
+OUT = Path("{working}")
+'''
+
+
+def _script(kind, title, body, kit, data):
+    doc = f'"""paddy {kind} kernel: {title}. Rendered by `paddy kernels render`: edit the plan, not this file."""\n\n'
+    return doc + _INSTALL.format(kit=kit, data=data, working=KAGGLE_WORKING) + "\n" + body
+
+
+def probe_script(title, plan_toml, kit, data):
+    """Script of the probe kernel: peak memory of every plan member on Kaggle's GPU, accum written into the plan."""
+    body = (f"PLAN = {plan_toml!r}\n\n"
+            "from paddy import memory  # noqa: E402  (importable only after the install above)\n\n"
+            '(OUT / "plan.toml").write_text(PLAN)\n'
+            'print(memory.probe_plan(DATA, OUT / "plan.toml", out=OUT / "probe"))\n')
+    return _script("probe", title, body, kit, data)
+
+
+def member_script(title, config, kit, data):
+    """Script of one member's training kernel: the resolved config as a dict literal, then train_run."""
+    literal = pprint.pformat(config.to_dict(), width=110, sort_dicts=False)
+    body = (f"CONFIG = {literal}\n\n"
+            "from paddy.config import TrainConfig  # noqa: E402  (importable only after the install above)\n"
+            "from paddy.data import find_data  # noqa: E402\n"
+            "from paddy.train import train_run  # noqa: E402\n\n"
+            "config = TrainConfig.from_dict(CONFIG)\n"
+            "print(train_run(find_data(DATA), config, OUT / config.run_name))\n")
+    return _script("member", title, body, kit, data)
+
+
+def ensemble_script(title, member_runs, kit, data):
+    """Script of the ensemble kernel: each member kernel's run folder, read through kernel_sources, ensembled."""
+    runs = pprint.pformat([f"{KAGGLE_INPUT}/{slug}/{run}" for slug, run in member_runs], width=110)
+    body = (f"RUNS = {runs}\n\n"
+            "from paddy.data import find_data  # noqa: E402  (importable only after the install above)\n"
+            "from paddy.ensemble import ensemble_runs  # noqa: E402\n\n"
+            f'print(ensemble_runs(RUNS, find_data(DATA), OUT / "submission.csv", message={title!r}))\n')
+    return _script("ensemble", title, body, kit, data)
+
+
+def build_kernels(plan, user, competition_slug=competition.COMPETITION, gpu=True, internet=False):
+    """Every kernel of a plan as {slug: (metadata, script)}: the probe, one per member, then the ensemble."""
+    from paddy.plan import plan_to_toml
+
+    user = check_user(user)
+    plan_name = Path(plan.path).stem if plan.path else "plan"
+    kit, data = f"{KAGGLE_INPUT}/{KIT_DATASET}", f"{KAGGLE_INPUT}/{competition_slug}"
+    probe_title, member_titles, ensemble_title = kernel_titles(plan_name, plan.members)
+    options = {"competition_slug": competition_slug, "gpu": gpu, "internet": internet}
+    kernels = {}
+    probe = kernel_metadata(user, probe_title, **options)
+    kernels[_slug_of(probe)] = (probe, probe_script(probe_title, plan_to_toml(plan), kit, data))
+    member_runs = []
+    for title, config in zip(member_titles, plan.members):
+        meta = kernel_metadata(user, title, **options)
+        kernels[_slug_of(meta)] = (meta, member_script(title, config, kit, data))
+        member_runs.append((_slug_of(meta), config.run_name))
+    sources = [f"{user}/{slug}" for slug, _ in member_runs]
+    ensemble = kernel_metadata(user, ensemble_title, kernel_sources=sources, **options)
+    kernels[_slug_of(ensemble)] = (ensemble, ensemble_script(ensemble_title, member_runs, kit, data))
+    if len(kernels) != len(plan.members) + 2:
+        raise ConfigError(f"kernel slugs of plan {plan_name!r} collide; give the members shorter distinct names")
+    return kernels
+
+
+def render_kernels(plan, user, competition_slug=competition.COMPETITION, out="kernels", gpu=True, internet=False):
+    """Write one folder per kernel (kernel-metadata.json + kernel.py) under `out`; returns the folders in push order."""
+    kernels = build_kernels(plan, user, competition_slug, gpu=gpu, internet=internet)  # all checks before any write
+    folders = []
+    for slug, (meta, script) in kernels.items():
+        folder = Path(out) / slug
+        atomic.write_text(folder / CODE_FILE, script)
+        atomic.write_json(folder / METADATA_FILE, meta)
+        folders.append(folder)
+    return folders
+
+
+def read_kernel_folder(folder):
+    """The metadata of a rendered kernel folder, checked enough that a push cannot half-succeed."""
+    folder = Path(folder)
+    path = folder / METADATA_FILE
+    if not path.is_file():
+        raise ConfigError(f"{folder} has no {METADATA_FILE}: render it first with paddy kernels render")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is not valid JSON ({error}); render it again") from None
+    code = folder / str(meta.get("code_file", ""))
+    if not meta.get("code_file") or not code.is_file():
+        raise ConfigError(f"{path} names code_file {meta.get('code_file')!r}, which is not in {folder}")
+    owner, _, slug = str(meta.get("id", "")).partition("/")
+    if not USER_PATTERN.match(owner) or not SLUG_PATTERN.match(slug) or kernel_slug(meta.get("title", "")) != slug:
+        raise ConfigError(f"{path}: id {meta.get('id')!r} must be <user>/<slug of the title {meta.get('title')!r}>")
+    return meta
+
+
+def kernel_folders(root):
+    """The rendered kernel folders under `root`, in push order: kernels without kernel_sources first."""
+    folders = sorted(p.parent for p in Path(root).glob(f"*/{METADATA_FILE}"))
+    if not folders:
+        raise ConfigError(f"no kernel folders under {root}: render them first with paddy kernels render")
+    return sorted(folders, key=lambda f: bool(read_kernel_folder(f).get("kernel_sources")))
+
+
+def _slug_of(meta):
+    return meta["id"].split("/", 1)[1]
+
+
+def dataset_metadata(user, version, digest, slug=KIT_DATASET):
+    """dataset-metadata.json of the kit dataset; the description carries the wheels' digest."""
+    return {
+        "id": f"{check_user(user)}/{slug}",
+        "title": KIT_TITLE,
+        "licenses": [{"name": "other"}],  # code Apache-2.0; the bundled MovieLens sample keeps its README's terms
+        "description": f"paddy-kit {version} wheels for offline Kaggle kernels (digest {digest}).",
+    }
+
+
+def wheel_digest(paths):
+    """A digest of wheels' contents (names and CRCs), stable across rebuilds of the same source."""
+    digest = hashlib.sha256()
+    for path in sorted(paths, key=lambda p: Path(p).name):
+        with zipfile.ZipFile(path) as archive:
+            for info in sorted(archive.infolist(), key=lambda i: i.filename):
+                digest.update(f"{Path(path).name}:{info.filename}:{info.CRC}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def kit_source_root():
+    """The source checkout the installed kit comes from (editable install), holding setup.cfg."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "setup.cfg").is_file() and not (root / "pyproject.toml").is_file():
+        raise ConfigError(f"cannot package the kit: {root} is not a source checkout; run from a clone (pip install -e)")
+    return root
+
+
+def dependency_requirements():
+    """Pinned requirements of DEPENDENCY_WHEELS at the versions installed here (what the kit was tested with)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for name in DEPENDENCY_WHEELS:
+        try:
+            pins.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            raise ConfigError(f"--with-deps: {name} is not installed here; pip install it first") from None
+    return pins
+
+
+def build_wheels(dest, with_deps=False):
+    """Build the kit's wheel (and with_deps, download the pinned dependency wheels) into `dest`."""
+    dest = Path(dest)
+    commands = [[sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+                 "--wheel-dir", str(dest), str(kit_source_root())]]
+    if with_deps:
+        commands.append([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+                         "--dest", str(dest), *dependency_requirements()])
+    for command in commands:
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise PaddyError(f"packaging the kit failed ({' '.join(command[3:5])}): {last}")
+    return sorted(dest.glob("*.whl"))
+
+
+def package_kit(user, out, with_deps=False):
+    """Build the kit dataset folder `out` (wheels + dataset-metadata.json); returns (metadata, digest)."""
+    from paddy import __version__
+
+    with tempfile.TemporaryDirectory(prefix="paddy-wheels-") as tmp:
+        wheels = build_wheels(tmp, with_deps=with_deps)
+        digest = wheel_digest(wheels)
+        meta = dataset_metadata(user, __version__, digest)
+        shutil.rmtree(out, ignore_errors=True)  # a staging folder of ours, rebuilt on every push
+        with atomic.atomic_dir(Path(out)) as folder:
+            for wheel in wheels:
+                (folder / wheel.name).write_bytes(wheel.read_bytes())
+            atomic.write_json(folder / DATASET_METADATA_FILE, meta)
+    return meta, digest

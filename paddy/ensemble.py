@@ -231,11 +231,12 @@ def log_row(result, message=""):
 def format_table(result):
     """A plain-text table: each member's validation accuracy, alone and on the shared held-out images."""
     scores = result.scores
-    rows = [("member", "weight", "own valid n", "own acc", f"acc on shared {scores.n_common}")]
+    rows = [("member", "arch", "tta", "weight", "own valid n", "own acc", f"acc on shared {scores.n_common}")]
     for i, member in enumerate(result.members):
-        rows.append((member.name, f"{result.weights[i]:g}", str(result.member_n_valid[i]),
-                     _pct(result.member_accuracy[i]), _pct(scores.members[i])))
-    rows.append(("ENSEMBLE", "", "", "", _pct(scores.ensemble)))
+        rows.append((member.name, str(member.config.get("arch", "?")), str(member.config.get("tta", "?")),
+                     f"{result.weights[i]:g}", str(result.member_n_valid[i]), _pct(result.member_accuracy[i]),
+                     _pct(scores.members[i])))
+    rows.append(("ENSEMBLE", "", "", "", "", "", _pct(scores.ensemble)))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     return "\n".join(lines + [verdict(result)])
@@ -247,9 +248,11 @@ def verdict(result):
     if best is None:
         return "no image was held out by every member: the ensemble cannot be scored (share split_seed to score it)"
     gain = scores.ensemble - scores.members[best]
-    word = "beats" if gain > 0 else ("ties" if gain == 0 else "trails")
-    return (f"ensemble {word} its best member ({result.members[best].name}) by {gain * 100:+.2f} points "
-            f"on {scores.n_common} images every member held out")
+    name, where = result.members[best].name, f"on {scores.n_common} images every member held out"
+    if gain == 0:
+        return f"ensemble ties its best member ({name}) at {_pct(scores.ensemble)} {where}"
+    word = "beats" if gain > 0 else "trails"
+    return f"ensemble {word} its best member ({name}) by {gain * 100:+.2f} points {where}"
 
 
 def _pct(value):

@@ -261,3 +261,18 @@ def test_bad_input_one_line_exit_2_nothing_written(two_runs, tmp_path, capsys, d
     assert words in err and err.count("\n") == 1 and err.startswith("paddy ensemble: error:")
     assert sorted(p.name for p in subs.iterdir()) == ["first.csv", "log.csv"]  # no CSV, no temp file
     assert (subs / "log.csv").read_bytes() == log_before  # nothing appended
+
+
+def test_ensemble_of_complementary_members_beats_the_best(tmp_path, capsys):
+    data = make_data(tmp_path / "data")
+    runs = []
+    for k in range(3):  # each member is wrong on a different pair of images, the majority is always right
+        labels = list(VALID_TRUE)
+        for row in (2 * k, 2 * k + 1):
+            labels[row] = VOCAB[(VOCAB.index(labels[row]) + 1) % 3]
+        runs.append(make_run(tmp_path / f"m{k}", random_probs(6, k), one_hot(labels)))
+    log = tmp_path / "elsewhere" / "history.csv"
+    code, out, err = ensemble(capsys, runs, data, tmp_path / "abc.csv", "--log", str(log))
+    assert code == 0, err
+    assert "ensemble beats its best member (m0) by +25.00 points on 8 images" in out
+    assert read_log(log).loc[0, "valid_accuracy"] == 1.0 and not (tmp_path / "log.csv").exists()

@@ -1,0 +1,93 @@
+"""`paddy train`: one run into a folder, or every member of a plan into a runs folder."""
+
+import argparse
+
+from paddy.commands._types import positive_float, positive_int, size
+
+DESCRIPTION = """Train a timm architecture with fastai and write a run folder: config.json, metrics.csv,
+metrics.png, model.pkl, vocab.json, valid_probs_<target>.csv, test_probs_<target>.csv (test-time augmented) and
+result.json (written last). An interrupted run resumes from its last epoch checkpoint when you rerun the same
+command; a complete run folder is skipped.
+
+Gradient accumulation: --accum K runs micro-batches of BS/K images and steps the optimizer once every BS images
+(fastai's GradientAccumulation counts samples), so the effective batch and learning rate stay those of --bs while
+peak memory drops. It is exactly equivalent only for models without batch norm: with batch norm each micro-batch
+normalises with its own statistics, so results differ slightly from a true batch of BS."""
+
+EPILOG = """examples:
+  paddy train data/ --arch resnet10t --size 128 --epochs 1 --no-pretrained --out runs/tiny
+  paddy train data/ --arch convnext_small.fb_in22k --size 128 --accum 2 --targets label,variety --out runs/cs
+  paddy train data/ --plan tiny --runs runs/          (built-in plans: tiny, road-to-the-top)
+"""
+
+
+def register(subparsers):
+    """Add `paddy train`."""
+    parser = subparsers.add_parser("train", help="train one model, or every member of a plan",
+                                   description=DESCRIPTION, epilog=EPILOG,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", nargs="?", metavar="DATA",
+                        help="competition folder (default on Kaggle: the competition's input folder)")
+    one = parser.add_argument_group("one run")
+    one.add_argument("--arch", help="timm name, e.g. convnext_small.fb_in22k, vit_large_patch16_224, resnet10t")
+    one.add_argument("--size", type=size, help="batch image size after augmentation: 224 or HEIGHT,WIDTH")
+    one.add_argument("--item-size", type=size, default=(480, 480), help="per-image resize, HEIGHT,WIDTH (480)")
+    one.add_argument("--item-method", choices=("squish", "crop", "pad"), default="squish")
+    one.add_argument("--epochs", type=positive_int, default=12)
+    one.add_argument("--lr", type=positive_float, default=0.01)
+    one.add_argument("--bs", type=positive_int, default=64, help="effective batch size (64)")
+    one.add_argument("--accum", default="1",
+                     help="accumulate gradients over K micro-batches of BS/K (power of two, or 'auto'); "
+                          "not exactly equivalent with batch norm")
+    one.add_argument("--no-finetune", dest="finetune", action="store_false",
+                     help="train all layers from the start (unfreeze + fit_one_cycle) instead of fine_tune")
+    one.add_argument("--no-pretrained", dest="pretrained", action="store_false",
+                     help="random initial weights (no download)")
+    one.add_argument("--seed", type=int, default=42)
+    one.add_argument("--targets", default="label", help="label, or label,variety for a two-headed model")
+    one.add_argument("--target-weights", default="", help="loss weight per target, e.g. 1,0.5")
+    one.add_argument("--tta", default="4,0.25", help="N,BETA (fastai tta), flip, or none (4,0.25)")
+    one.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    one.add_argument("--workers", type=int, default=None, help="DataLoader workers (fastai's default)")
+    one.add_argument("--out", help="run folder to write")
+    many = parser.add_argument_group("a plan")
+    many.add_argument("--plan", help="plan TOML file or built-in plan name (tiny, road-to-the-top)")
+    many.add_argument("--runs", help="folder that gets one run folder per plan member")
+    parser.set_defaults(func=run_train)
+
+
+def run_train(args):
+    """Parse the arguments into a config or plan, train, print one line per run."""
+    from paddy import train
+
+    if args.plan or args.runs:
+        plan = _plan(args)
+        results = train.train_plan(args.data, plan, args.runs)
+    else:
+        results = [train.train_run(args.data, _config(args), args.out)]
+    for result in results:
+        state = "skipped (complete)" if result.get("skipped") else f"{result.get('seconds')} s"
+        print(f"{result['run']}: {result['epochs']} epochs, valid error (TTA) {result['valid_error_tta']}, {state}")
+    return 0
+
+
+def _plan(args):
+    from paddy.errors import ConfigError
+    from paddy.plan import load_plan
+
+    if not (args.plan and args.runs) or args.arch or args.out:
+        raise ConfigError("a plan run takes --plan PLAN --runs DIR (and no --arch/--out)")
+    return load_plan(args.plan)
+
+
+def _config(args):
+    from paddy.config import TrainConfig
+    from paddy.errors import ConfigError
+
+    if not (args.arch and args.size and args.out):
+        raise ConfigError("one run needs --arch, --size and --out (or use --plan PLAN --runs DIR)")
+    return TrainConfig(arch=args.arch, size=args.size, item_size=args.item_size, item_method=args.item_method,
+                       epochs=args.epochs, lr=args.lr, bs=args.bs, accum=args.accum, finetune=args.finetune,
+                       pretrained=args.pretrained, seed=args.seed, targets=args.targets,
+                       target_weights=args.target_weights, tta=args.tta, num_workers=args.workers,
+                       device=args.device)

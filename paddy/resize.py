@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paddy import atomic, competition
-from paddy.check import EXPECTED
+from paddy.check import EXPECTED, read_csv_checked
 from paddy.errors import ConfigError, DataError
 
 MARKER = ".paddy-resize.json"  # records max_size: copies made at another size are never "up to date"
@@ -71,7 +71,7 @@ def _resize_job(job):
 
 
 def check_folders(data, out, max_size):
-    """Raise before anything is written if DATA is not a competition folder, OUT is in DATA, or sizes are bad."""
+    """Raise before anything is written: DATA not a competition folder, a bad CSV, OUT in DATA or unwritable."""
     if not isinstance(max_size, int) or max_size <= 0:
         raise ConfigError(f"max_size must be a positive integer, got {max_size!r}")
     if not data.is_dir():
@@ -79,6 +79,11 @@ def check_folders(data, out, max_size):
     missing = [name for name in EXPECTED if not (data / name).exists()]
     if missing:
         raise DataError(f"{data} is not a competition folder: it lacks {', '.join(missing)}")
+    problems = []  # an unreadable CSV would make OUT a broken copy: refuse it up front
+    read_csv_checked(data / competition.TRAIN_CSV, competition.TRAIN_COLUMNS, problems)
+    read_csv_checked(data / competition.SAMPLE_SUBMISSION_CSV, competition.SUBMISSION_COLUMNS, problems)
+    if problems:
+        raise DataError(f"{data}: {'; '.join(problems)}; fix it (paddy check {data}) before resizing")
     if out == data or data in out.parents:
         raise DataError(f"{out} is inside {data}: write the resized copy to a folder outside the data")
     if out.exists() and not out.is_dir():

@@ -52,7 +52,8 @@ def read_csv_checked(path, columns, problems):
         problems.append(f"{path.name} is not a readable CSV ({first})")
         return None
     if tuple(frame.columns) != tuple(columns):
-        problems.append(f"{path.name} has columns {','.join(map(str, frame.columns))}; expected {','.join(columns)}")
+        found = ",".join(str(c).encode("unicode_escape").decode() for c in frame.columns)  # keep it one line
+        problems.append(f"{path.name} has columns {found}; expected {','.join(columns)}")
         return None
     return frame
 

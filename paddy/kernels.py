@@ -104,28 +104,47 @@ OUT = Path("{working}")
 
 
 def _script(kind, title, body, kit, data):
-    doc = f'"""paddy {kind} kernel: {title}. Rendered by `paddy kernels render`: edit the plan, not this file."""\n\n'
+    doc = (f'"""paddy {kind} kernel: {title}.\n\n'
+           'Rendered by `paddy kernels render`: edit the plan, not this file.\n"""\n\n')
     return doc + _INSTALL.format(kit=kit, data=data, working=KAGGLE_WORKING) + "\n" + body
 
 
-def probe_script(title, plan_toml, kit, data):
-    """Script of the probe kernel: peak memory of every plan member on Kaggle's GPU, accum written into the plan."""
-    body = (f"PLAN = {plan_toml!r}\n\n"
-            "from paddy import memory  # noqa: E402  (importable only after the install above)\n\n"
-            '(OUT / "plan.toml").write_text(PLAN)\n'
-            'print(memory.probe_plan(DATA, OUT / "plan.toml", out=OUT / "probe"))\n')
+def probe_script(title, plan, kit, data):
+    """Script of the probe kernel: peak memory of every plan member on Kaggle's GPU; the plan comes back with accum."""
+    members = ",\n           ".join(dict_literal(m.to_dict(), indent=12) for m in plan.members)
+    body = (f"MEMBERS = [{members}]\n\n"
+            "from paddy import memory  # noqa: E402  (importable only after the install above)\n"
+            "from paddy.config import TrainConfig  # noqa: E402\n"
+            "from paddy.data import find_data  # noqa: E402\n"
+            "from paddy.plan import Plan  # noqa: E402\n\n"
+            f"plan = Plan(members=tuple(TrainConfig.from_dict(m) for m in MEMBERS), budget_gb={plan.budget_gb!r})\n"
+            'report = memory.run_probe(find_data(DATA), plan.members, plan.budget_gb, out=OUT / "probe")\n'
+            "print(memory.format_table(report))\n"
+            'memory.write_chosen_accum(plan, report, OUT / "plan.toml")\n')
     return _script("probe", title, body, kit, data)
 
 
-def member_script(title, config, kit, data):
+def dict_literal(data, indent=10, width=110):
+    """A dict as a Python literal packed into few lines (the script carries the resolved config, compactly)."""
+    items = [f"{key!r}: {value!r}" for key, value in data.items()]
+    lines, line = [], ""
+    for item in items:
+        if line and indent + len(line) + len(item) + 2 > width:
+            lines.append(line + ",")
+            line = ""
+        line = f"{line}, {item}" if line else item
+    lines.append(line)
+    return "{" + ("\n" + " " * indent).join(lines) + "}"
+
+
+def member_script(title, config, kit, data, budget_gb=16.0):
     """Script of one member's training kernel: the resolved config as a dict literal, then train_run."""
-    literal = pprint.pformat(config.to_dict(), width=110, sort_dicts=False)
-    body = (f"CONFIG = {literal}\n\n"
+    body = (f"CONFIG = {dict_literal(config.to_dict())}\n\n"
             "from paddy.config import TrainConfig  # noqa: E402  (importable only after the install above)\n"
             "from paddy.data import find_data  # noqa: E402\n"
             "from paddy.train import train_run  # noqa: E402\n\n"
             "config = TrainConfig.from_dict(CONFIG)\n"
-            "print(train_run(find_data(DATA), config, OUT / config.run_name))\n")
+            f"print(train_run(find_data(DATA), config, OUT / config.run_name, budget_gb={budget_gb!r}))\n")
     return _script("member", title, body, kit, data)
 
 
@@ -141,8 +160,6 @@ def ensemble_script(title, member_runs, kit, data):
 
 def build_kernels(plan, user, competition_slug=competition.COMPETITION, gpu=True, internet=False):
     """Every kernel of a plan as {slug: (metadata, script)}: the probe, one per member, then the ensemble."""
-    from paddy.plan import plan_to_toml
-
     user = check_user(user)
     plan_name = Path(plan.path).stem if plan.path else "plan"
     kit, data = f"{KAGGLE_INPUT}/{KIT_DATASET}", f"{KAGGLE_INPUT}/{competition_slug}"
@@ -150,11 +167,11 @@ def build_kernels(plan, user, competition_slug=competition.COMPETITION, gpu=True
     options = {"competition_slug": competition_slug, "gpu": gpu, "internet": internet}
     kernels = {}
     probe = kernel_metadata(user, probe_title, **options)
-    kernels[_slug_of(probe)] = (probe, probe_script(probe_title, plan_to_toml(plan), kit, data))
+    kernels[_slug_of(probe)] = (probe, probe_script(probe_title, plan, kit, data))
     member_runs = []
     for title, config in zip(member_titles, plan.members):
         meta = kernel_metadata(user, title, **options)
-        kernels[_slug_of(meta)] = (meta, member_script(title, config, kit, data))
+        kernels[_slug_of(meta)] = (meta, member_script(title, config, kit, data, plan.budget_gb))
         member_runs.append((_slug_of(meta), config.run_name))
     sources = [f"{user}/{slug}" for slug, _ in member_runs]
     ensemble = kernel_metadata(user, ensemble_title, kernel_sources=sources, **options)

@@ -1,0 +1,194 @@
+"""Kernel builders: metadata rules, slugs and titles, the scripts' content, rendering, and the kit's wheels."""
+
+import ast
+import json
+import zipfile
+
+import pytest
+from slugify import slugify
+
+from paddy import kernels
+from paddy.cli import main
+from paddy.config import TrainConfig
+from paddy.errors import ConfigError
+from paddy.plan import load_plan
+
+PLAN_TOML = """description = "two tiny members"
+budget_gb = 4
+
+[defaults]
+size = 64
+item_size = 64
+epochs = 1
+bs = 16
+pretrained = false
+num_workers = 0
+
+[[members]]
+arch = "resnet10t"
+
+[[members]]
+arch = "convnext_atto"
+name = "atto"
+targets = ["label", "variety"]
+"""
+
+
+@pytest.fixture
+def plan(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(PLAN_TOML)
+    return load_plan(path)
+
+
+def _assigned(script, name):
+    """The literal value a script assigns to `name` (parsed, not executed)."""
+    for node in ast.parse(script).body:
+        if isinstance(node, ast.Assign) and node.targets[0].id == name:
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{name} not assigned")
+
+
+def test_kernel_metadata_has_every_field_kaggle_reads():
+    meta = kernels.kernel_metadata("Someone", "paddy tiny 01 resnet10t", kernel_sources=["someone/x-kernel"],
+                                   gpu=True, internet=False)
+    assert meta == {
+        "id": "someone/paddy-tiny-01-resnet10t", "title": "paddy tiny 01 resnet10t", "code_file": "kernel.py",
+        "language": "python", "kernel_type": "script", "is_private": True, "enable_gpu": True, "enable_tpu": False,
+        "enable_internet": False, "dataset_sources": ["someone/paddy-kit"],
+        "competition_sources": ["paddy-disease-classification"], "kernel_sources": ["someone/x-kernel"],
+        "model_sources": []}
+    other = kernels.kernel_metadata("someone", "paddy tiny probe", competition_slug="titanic", gpu=False,
+                                    internet=True, private=False)
+    assert (other["competition_sources"], other["enable_gpu"], other["enable_internet"], other["is_private"]) == (
+        ["titanic"], False, True, False)
+
+
+@pytest.mark.parametrize("title", ["paddy tiny 01 convnext_small.fb_in22k-squish480", "Paddy  Tiny -- Ensemble!",
+                                   "paddy road-to-the-top 03 swinv2_large_window12", "x" * 50])
+def test_slug_is_what_kaggle_derives_from_the_title(title):
+    slug = kernels.check_title(title)
+    assert slug == slugify(title) == kernels.kernel_slug(title)
+    assert kernels.SLUG_PATTERN.match(slug)
+
+
+@pytest.mark.parametrize("title", ["abcd", "x" * 51, "!!!!!!!", "a . b"])
+def test_titles_kaggle_refuses_are_config_errors(title):
+    with pytest.raises(ConfigError, match="title"):
+        kernels.check_title(title)
+
+
+@pytest.mark.parametrize("user", ["", "two words", "-lead", "a/b", "name."])
+def test_bad_usernames_are_refused(user):
+    with pytest.raises(ConfigError, match="--user"):
+        kernels.check_user(user)
+
+
+def test_titles_stay_unique_and_short_for_long_member_names():
+    members = [TrainConfig(arch="convnext_small.fb_in22k", size=(256, 192), item_size=(480, 360), seed=s)
+               for s in range(12)]
+    probe, titles, ensemble = kernels.kernel_titles("road-to-the-top", members)
+    assert len(set(titles)) == 12 and all(5 <= len(t) <= 50 for t in [probe, *titles, ensemble])
+    assert len({kernels.check_title(t) for t in titles}) == 12
+
+
+def test_build_kernels_probe_members_ensemble(plan):
+    built = kernels.build_kernels(plan, "someone")
+    slugs = list(built)
+    assert slugs[0] == "paddy-tiny-probe" and slugs[-1] == "paddy-tiny-ensemble" and len(slugs) == 4
+    member_ids = [f"someone/{s}" for s in slugs[1:3]]
+    ensemble_meta, ensemble_text = built["paddy-tiny-ensemble"]
+    assert ensemble_meta["kernel_sources"] == member_ids
+    assert all(not built[s][0]["kernel_sources"] for s in slugs[:3])
+    runs = _assigned(ensemble_text, "RUNS")
+    assert runs == [f"/kaggle/input/{s}/{m.run_name}" for s, m in zip(slugs[1:3], plan.members)]
+    assert "ensemble_runs(RUNS, find_data(DATA)" in ensemble_text
+
+
+def test_member_script_carries_the_resolved_config(plan):
+    built = kernels.build_kernels(plan, "someone")
+    for slug, member in zip(list(built)[1:3], plan.members):
+        text = built[slug][1]
+        assert TrainConfig.from_dict(_assigned(text, "CONFIG")) == member
+        assert "train_run(find_data(DATA), config, OUT / config.run_name, budget_gb=4.0)" in text
+    probe_text = built["paddy-tiny-probe"][1]
+    assert [TrainConfig.from_dict(m) for m in _assigned(probe_text, "MEMBERS")] == list(plan.members)
+    assert "memory.run_probe(" in probe_text and "budget_gb=4.0" in probe_text
+
+
+def test_scripts_are_thin_valid_python_that_install_offline(plan):
+    for meta, text in kernels.build_kernels(plan, "someone", competition_slug="paddy-disease-classification").values():
+        compile(text, meta["code_file"], "exec")
+        assert len(text.splitlines()) <= 36
+        assert '"--no-index"' in text and 'glob.glob("/kaggle/input/paddy-kit/*.whl")' in text
+        assert _assigned(text, "DATA") == "/kaggle/input/paddy-disease-classification"
+
+
+def test_render_writes_folders_that_read_back(plan, tmp_path):
+    out = tmp_path / "kernels"
+    folders = kernels.render_kernels(plan, "someone", out=out)
+    assert [f.name for f in folders] == list(kernels.build_kernels(plan, "someone"))
+    for folder in folders:
+        meta = kernels.read_kernel_folder(folder)
+        assert (folder / meta["code_file"]).read_text() == kernels.build_kernels(plan, "someone")[folder.name][1]
+    ordered = kernels.kernel_folders(out)
+    assert ordered[-1].name == "paddy-tiny-ensemble" and len(ordered) == 4
+
+
+def test_read_kernel_folder_refuses_broken_folders(plan, tmp_path):
+    folder = kernels.render_kernels(plan, "someone", out=tmp_path)[0]
+    meta = json.loads((folder / kernels.METADATA_FILE).read_text())
+    (folder / kernels.METADATA_FILE).write_text(json.dumps({**meta, "title": "another title entirely"}))
+    with pytest.raises(ConfigError, match="slug of the title"):
+        kernels.read_kernel_folder(folder)
+    (folder / kernels.CODE_FILE).unlink()
+    (folder / kernels.METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="code_file"):
+        kernels.read_kernel_folder(folder)
+    with pytest.raises(ConfigError, match="render"):
+        kernels.kernel_folders(tmp_path / "nothing")
+
+
+def test_cli_render_bad_user_is_one_line_and_writes_nothing(plan, tmp_path, capsys):
+    out = tmp_path / "kernels"
+    assert main(["kernels", "render", str(plan.path), "--user", "not a user", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--user" in err
+    assert not out.exists()
+    assert main(["kernels", "render", str(plan.path), "--user", "someone", "--out", str(out), "--no-gpu"]) == 0
+    assert not json.loads((out / "paddy-tiny-probe" / kernels.METADATA_FILE).read_text())["enable_gpu"]
+
+
+def _zip(path, files):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return path
+
+
+def test_wheel_digest_follows_content_not_order_or_folder(tmp_path):
+    a = _zip(tmp_path / "a" / "kit.whl", {"x.py": "1", "y.py": "2"})
+    b = _zip(tmp_path / "b" / "kit.whl", {"y.py": "2", "x.py": "1"})
+    c = _zip(tmp_path / "c" / "kit.whl", {"x.py": "1", "y.py": "3"})
+    assert kernels.wheel_digest([a]) == kernels.wheel_digest([b]) != kernels.wheel_digest([c])
+
+
+def test_dependency_requirements_pin_installed_versions():
+    from importlib.metadata import version
+
+    pins = kernels.dependency_requirements()
+    assert f"fastai=={version('fastai')}" in pins and f"timm=={version('timm')}" in pins
+    assert not any(p.startswith(("torch==", "torchvision==")) for p in pins)
+
+
+def test_package_kit_builds_the_wheel_and_dataset_metadata(tmp_path):
+    meta, digest = kernels.package_kit("someone", tmp_path / "stage")
+    wheels = sorted((tmp_path / "stage").glob("*.whl"))
+    assert len(wheels) == 1 and wheels[0].name.startswith("paddy_kit-")
+    with zipfile.ZipFile(wheels[0]) as archive:
+        names = archive.namelist()
+    assert "paddy/kernels.py" in names and "paddy/kaggle_api.py" in names
+    assert json.loads((tmp_path / "stage" / kernels.DATASET_METADATA_FILE).read_text()) == meta
+    assert meta["id"] == "someone/paddy-kit" and digest in meta["description"] and 6 <= len(meta["title"]) <= 50
+    assert kernels.wheel_digest(wheels) == digest

@@ -15,6 +15,7 @@ from paddy.errors import PaddyError
 # Order is the order of `paddy --help`: a competitor's day, then the rest.
 COMMAND_MODULES = (
     "paddy.commands.data",
+    "paddy.commands.probe",
     "paddy.commands.train",
     "paddy.commands.ensemble",
     "paddy.commands.kaggle",

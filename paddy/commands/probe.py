@@ -1,0 +1,59 @@
+"""`paddy probe`: peak memory per model, and the smallest gradient accumulation that fits a budget."""
+
+import argparse
+
+from paddy.commands._types import positive_float, positive_int, size
+
+DESCRIPTION = """For each model: one epoch on the smallest class only, random weights (never downloads), every layer
+training, at accum 1, then 2, 4, ... (micro-batch bs/accum) until the peak fits --budget-gb. Out of memory means
+"does not fit". On CUDA the budget applies to the process's total GPU memory (torch.cuda.list_gpu_processes), else
+to the peak reserved memory; without CUDA to the training process's peak resident memory (CPU peak RSS). Each try
+runs in a fresh subprocess unless --no-subprocess. Note: accumulation with batch norm is not exactly equivalent to
+the full batch (batch statistics come from each micro-batch)."""
+
+
+def power_of_two(text):
+    """A positive power of two, as an argparse type."""
+    value = positive_int(text)
+    if value & (value - 1):
+        raise argparse.ArgumentTypeError(f"must be a power of two (1, 2, 4, 8, ...), got {value}")
+    return value
+
+
+def register(subparsers):
+    """Add the probe subcommand."""
+    p = subparsers.add_parser("probe", help="peak memory per model; the smallest accum that fits a budget",
+                              description=DESCRIPTION)
+    p.add_argument("data", metavar="DATA", help="competition folder (paddy check must accept it)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--arch", help="timm architecture, e.g. convnext_small.fb_in22k (use with --size)")
+    what.add_argument("--plan", help="plan TOML file or built-in plan name (tiny, road-to-the-top)")
+    p.add_argument("--size", type=size, help="training size: 224 or HEIGHT,WIDTH (with --arch)")
+    p.add_argument("--bs", type=positive_int, default=64, help="effective batch size with --arch (default 64)")
+    p.add_argument("--budget-gb", type=positive_float, default=None,
+                   help="memory budget in GB (default: the plan's budget_gb, else 16)")
+    p.add_argument("--max-accum", type=power_of_two, default=16, help="largest accum to try (default 16)")
+    p.add_argument("--max-images", type=positive_int, default=None,
+                   help="cap on the smallest-class images trained per try (default: all of them)")
+    p.add_argument("--out", metavar="DIR", help="write probe.csv, probe.md and probe.png here")
+    p.add_argument("--write-plan", action="store_true", help="write the chosen accum back into the --plan file")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+    p.add_argument("--no-subprocess", dest="subprocess", action="store_false",
+                   help="run every try in this process (faster start; memory may leak between models)")
+    p.set_defaults(func=run_probe)
+
+
+def run_probe(args):
+    """Resolve what to probe, run the probe, print its table (and where the plan was written)."""
+    from paddy import memory
+
+    plan, configs, budget = memory.probe_targets(args.arch, args.size, args.plan, args.bs, args.budget_gb,
+                                                 args.write_plan)
+    report = memory.run_probe(args.data, configs, budget_gb=budget, max_accum=args.max_accum, device=args.device,
+                              use_subprocess=args.subprocess, max_images=args.max_images, out=args.out,
+                              plan=plan if args.write_plan else None)
+    print(memory.format_table(report))
+    if args.out:
+        print(f"wrote {args.out}/{memory.CSV_NAME}, {memory.MARKDOWN_NAME} and {memory.PLOT_NAME}")
+    if args.write_plan:
+        print(f"wrote the chosen accum into {plan.path}")

@@ -122,7 +122,8 @@ class KaggleStub:
 
     def _ListKernelSessionOutput(self, body):
         ref = f"{body['userName']}/{body['kernelSlug']}"
-        files = [{"fileName": name, "url": f"http://localhost/output/{ref}/{name}"} for name in self.outputs.get(ref, {})]
+        names = self.outputs.get(ref, {})
+        files = [{"fileName": name, "url": f"http://localhost/output/{ref}/{name}"} for name in names]
         return 200, {"files": files, "log": "[]"}
 
     def _StartSubmissionUpload(self, body):

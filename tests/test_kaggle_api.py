@@ -1,0 +1,268 @@
+"""The real `kaggle` client against a local stub: pushes, dataset uploads, status, output, submissions, errors.
+
+Each test imports `kaggle` afresh inside its own environment (the client reads KAGGLE_API_ENVIRONMENT and
+KAGGLE_CONFIG_DIR when it is imported; a fresh import costs ~0.04 s, a subprocess per call ~3 s), points it at the
+stub with KAGGLE_API_ENVIRONMENT=LOCALHOST plus an HTTP proxy on the stub's loopback port, and runs `paddy` in-process.
+"""
+
+import base64
+import json
+import socket
+import sys
+import zipfile
+
+import pytest
+from kaggle_stub import KaggleStub
+from test_kernels import PLAN_TOML
+
+from paddy import kaggle_api, kernels
+from paddy.cli import main
+from paddy.errors import KaggleError
+from paddy.plan import load_plan
+
+USER = "someone"
+KEY = "k3y-0f-s0me0ne-7d1c9a52e4b8"
+PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy")
+
+
+def _fresh_kaggle(monkeypatch):
+    for name in [m for m in sys.modules if m == "kaggle" or m.startswith("kaggle.")]:
+        monkeypatch.delitem(sys.modules, name)  # restored after the test
+
+
+def _point_at(monkeypatch, url):
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in PROXY_VARIABLES:
+        monkeypatch.setenv(name, url)  # https too: a request meant for the internet meets the stub's refusal
+    monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "LOCALHOST")
+    _fresh_kaggle(monkeypatch)
+
+
+@pytest.fixture
+def stub(monkeypatch):
+    server = KaggleStub(user=USER, max_requests=100, max_seconds=60).start()
+    _point_at(monkeypatch, server.url)
+    monkeypatch.setenv("KAGGLE_USERNAME", USER)
+    monkeypatch.setenv("KAGGLE_KEY", KEY)
+    yield server
+    server.stop()
+    assert not [r for r in server.requests if r["verb"] == "CONNECT"], "something tried to reach the internet"
+
+
+@pytest.fixture
+def rendered(tmp_path):
+    (tmp_path / "tiny.toml").write_text(PLAN_TOML)
+    return kernels.render_kernels(load_plan(tmp_path / "tiny.toml"), USER, out=tmp_path / "kernels")
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _assert_one_line_error(code, out, err, *words):
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    for word in words:
+        assert word in err, err
+
+
+def _assert_no_secret(stub, root, *texts):
+    """The key appears in no request body, no printed text, and no file under `root` (inside wheels too)."""
+    secrets = [KEY.encode(), base64.b64encode(f"{USER}:{KEY}".encode())]
+    # IntrospectToken is the one call whose body is the token itself: the client asks Kaggle whose token it is.
+    blobs = [r["raw"] for r in stub.requests if r["method"] != "IntrospectToken"] + [t.encode() for t in texts]
+    for path in (p for p in root.rglob("*") if p.is_file()):
+        blobs.append(path.read_bytes())
+        if path.suffix == ".whl":
+            with zipfile.ZipFile(path) as archive:
+                blobs += [archive.read(name) for name in archive.namelist()]
+    assert not [b for b in blobs for s in secrets if s in b]
+
+
+def _submission_csv(path, label="normal"):
+    ids = [f"{200001 + i}.jpg" for i in range(3469)]
+    path.write_text("image_id,label\n" + "".join(f"{i},{label}\n" for i in ids))
+    return path
+
+
+def test_push_all_sends_the_kit_dataset_then_the_kernels(stub, rendered, tmp_path, capsys):
+    stage = tmp_path / "stage" / "kit"
+    code, out, err = _run(capsys, "kernels", "push", "--all", "--kernels", tmp_path / "kernels", "--stage", stage)
+    assert code == 0, err
+    methods = [r["method"] or r["verb"] for r in stub.requests]
+    create = methods.index("CreateDataset")
+    assert methods[:create + 1] == ["GetDatasetStatus", "GetDatasetStatus", "StartBlobUpload", "PUT",
+                                    "CreateDataset"]
+    assert methods[create + 1] == "GetDatasetStatus" and methods.count("SaveKernel") == 3
+    wheel = next(stage.glob("*.whl"))
+    assert stub.uploads["/upload/blob-1"] == wheel.read_bytes()
+    body = stub.calls("CreateDataset")[0]["body"]
+    assert (body["ownerSlug"], body["slug"], body["isPrivate"], body["files"]) == (
+        USER, "paddy-kit", True, [{"token": "blob-token-1"}])
+    saved = {r["body"]["slug"]: r["body"] for r in stub.calls("SaveKernel")}
+    for folder in rendered[:-1]:  # probe and members; the ensemble waits for its members
+        meta, sent = json.loads((folder / "kernel-metadata.json").read_text()), saved[f"{USER}/{folder.name}"]
+        assert sent["newTitle"] == meta["title"] and sent["text"] == (folder / "kernel.py").read_text()
+        assert (sent["language"], sent["kernelType"], sent["isPrivate"]) == ("python", "script", True)
+        assert (sent["enableGpu"], sent["enableInternet"]) == (True, False)
+        assert sent["competitionDataSources"] == ["paddy-disease-classification"]
+        assert sent["datasetDataSources"] == [f"{USER}/paddy-kit"] and sent.get("kernelDataSources", []) == []
+    assert f"{USER}/paddy-tiny-ensemble: not pushed, waiting for" in out and "(queued)" in out
+
+    # Members complete: the ensemble goes, reading their outputs; the unchanged kit is not sent again.
+    for folder in rendered[1:-1]:
+        stub.kernels[f"{USER}/{folder.name}"] = "COMPLETE"
+    before = len(stub.requests)
+    code, out, err = _run(capsys, "kernels", "push", rendered[-1], "--stage", stage)
+    assert code == 0 and "dataset someone/paddy-kit: unchanged" in out, err
+    later = [r["method"] for r in stub.requests[before:]]
+    assert "CreateDataset" not in later and "CreateDatasetVersion" not in later and "StartBlobUpload" not in later
+    ensemble = stub.calls("SaveKernel")[-1]["body"]
+    assert ensemble["slug"] == f"{USER}/paddy-tiny-ensemble"
+    assert ensemble["kernelDataSources"] == [f"{USER}/{f.name}" for f in rendered[1:-1]]
+
+    # The wheels changed since the last push (as recorded): a new version of the same dataset.
+    (stage.parent / kaggle_api.PUSHED_FILE).write_text(json.dumps({f"{USER}/paddy-kit": "older"}))
+    code, out, err = _run(capsys, "kernels", "push", rendered[0], "--stage", stage)
+    assert code == 0 and "dataset someone/paddy-kit: versioned" in out, err
+    version = stub.calls("CreateDatasetVersion")[0]["body"]
+    assert (version["ownerSlug"], version["datasetSlug"]) == (USER, "paddy-kit")
+    assert version["body"]["files"][0]["token"].startswith("blob-token-")
+    _assert_no_secret(stub, tmp_path, out, err)
+
+
+def test_push_answered_200_with_an_error_field_is_an_error(stub, rendered):
+    stub.fail["SaveKernel"] = (200, {"error": "Notebook not found", "ref": "", "url": ""})
+    with pytest.raises(KaggleError, match="Notebook not found") as caught:
+        kaggle_api.push_kernel(rendered[1])
+    assert "\n" not in str(caught.value) and stub.calls("SaveKernel")
+    stub.fail["SaveKernel"] = (200, {"url": "u", "invalidCompetitionSources": ["paddy-disease-classification"]})
+    with pytest.raises(KaggleError, match="rejected its sources paddy-disease-classification"):
+        kaggle_api.push_kernel(rendered[1])
+
+
+def test_no_credentials_is_one_line_naming_where_the_client_looks(stub, monkeypatch, capsys):
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    code, out, err = _run(capsys, "kernels", "status", f"{USER}/paddy-tiny-probe")
+    _assert_one_line_error(code, out, err, "KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "kaggle.json")
+    assert stub.requests == []
+
+
+def test_kaggle_json_and_token_credentials_work(stub, monkeypatch, tmp_path, capsys):
+    stub.kernels[f"{USER}/paddy-tiny-probe"] = "RUNNING"
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    config_dir = tmp_path / "kaggle-config"
+    config_dir.mkdir()
+    (config_dir / "kaggle.json").write_text(json.dumps({"username": USER, "key": KEY}))
+    (config_dir / "kaggle.json").chmod(0o600)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(config_dir))
+    _fresh_kaggle(monkeypatch)
+    code, out, err = _run(capsys, "kernels", "status", f"{USER}/paddy-tiny-probe")
+    assert (code, out) == (0, f"{USER}/paddy-tiny-probe: running\n"), err
+    assert stub.requests[-1]["authorization"] == "Basic " + base64.b64encode(f"{USER}:{KEY}".encode()).decode()
+
+    (config_dir / "kaggle.json").unlink()
+    monkeypatch.setenv("KAGGLE_API_TOKEN", KEY)
+    code, out, err = _run(capsys, "kernels", "status", f"{USER}/paddy-tiny-probe")
+    assert code == 0, err
+    assert "IntrospectToken" in [r["method"] for r in stub.requests]
+    assert stub.requests[-1]["authorization"] == f"Bearer {KEY}"
+    _assert_no_secret(stub, tmp_path / "nothing-written", out, err)
+
+
+def test_status_and_output_of_a_kernel(stub, tmp_path, capsys):
+    ref = f"{USER}/paddy-tiny-01-resnet10t"
+    stub.kernels[ref] = "COMPLETE"
+    stub.outputs[ref] = {"run/result.json": b'{"error_rate": 0.5}', "run/vocab.json": b'{"label": ["a"]}'}
+    code, out, err = _run(capsys, "kernels", "status", ref)
+    assert (code, out) == (0, f"{ref}: complete\n"), err
+    sent = stub.calls("GetKernelSessionStatus")[0]["body"]
+    assert sent == {"userName": USER, "kernelSlug": "paddy-tiny-01-resnet10t"}
+
+    code, out, err = _run(capsys, "kernels", "output", ref, "--out", tmp_path / "member")
+    assert code == 0, err
+    assert (tmp_path / "member" / "run" / "result.json").read_bytes() == b'{"error_rate": 0.5}'
+    assert (tmp_path / "member" / "run" / "vocab.json").is_file()
+    assert stub.calls("ListKernelSessionOutput")[0]["body"]["kernelSlug"] == "paddy-tiny-01-resnet10t"
+    assert sorted(r["path"] for r in stub.requests if r["verb"] == "GET") == [
+        f"/output/{ref}/run/result.json", f"/output/{ref}/run/vocab.json"]
+    code, out, err = _run(capsys, "kernels", "output", ref, "--out", tmp_path / "member")
+    _assert_one_line_error(code, out, err, "not empty")
+
+    stub.kernels[ref] = "ERROR"
+    stub.fail["GetKernelSessionStatus"] = (200, {"status": "ERROR", "failureMessage": "CUDA out of memory"})
+    code, out, err = _run(capsys, "kernels", "status", ref)
+    assert (code, out) == (0, f"{ref}: error: CUDA out of memory\n")
+
+
+@pytest.mark.parametrize("status, words", [
+    (401, ["HTTP 401", "KAGGLE_API_TOKEN"]),
+    (403, ["HTTP 403"]),
+    (404, ["HTTP 404", "slug"]),
+    (500, ["HTTP 500", "server error"]),
+    (503, ["HTTP 503", "try again"]),
+])
+def test_http_errors_are_one_line_and_exit_2(stub, capsys, status, words):
+    stub.fail["*"] = (status, {"code": status, "message": f"stub says {status}"})
+    code, out, err = _run(capsys, "kernels", "status", f"{USER}/paddy-tiny-probe")
+    _assert_one_line_error(code, out, err, *words)
+
+
+def test_connection_refused_is_one_line(stub, monkeypatch, capsys):
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    _point_at(monkeypatch, f"http://127.0.0.1:{port}")
+    code, out, err = _run(capsys, "kernels", "status", f"{USER}/paddy-tiny-probe")
+    _assert_one_line_error(code, out, err, "cannot reach Kaggle")
+
+
+def test_verbose_is_refused_before_any_request(stub, monkeypatch, capsys):
+    monkeypatch.setenv("VERBOSE", "1")
+    code, out, err = _run(capsys, "kernels", "status", f"{USER}/paddy-tiny-probe")
+    _assert_one_line_error(code, out, err, "VERBOSE", "unset")
+    assert stub.requests == [] and KEY not in err
+
+
+def test_submit_sends_logs_and_submissions_fill_the_score(stub, tmp_path, capsys):
+    csv, log = _submission_csv(tmp_path / "first.csv"), tmp_path / "submissions" / "log.csv"
+    code, out, err = _run(capsys, "submit", csv, "-m", "all normal", "--log", log)
+    assert code == 0 and "ref 50001" in out, err
+    start, create = stub.calls("StartSubmissionUpload")[0]["body"], stub.calls("CreateSubmission")[0]["body"]
+    assert (start["competitionName"], start["fileName"], start["contentLength"]) == (
+        "paddy-disease-classification", "first.csv", csv.stat().st_size)
+    assert stub.uploads["/upload/submission-1"] == csv.read_bytes()
+    assert (create["blobFileTokens"], create["submissionDescription"]) == ("submission-token-1", "all normal")
+    from paddy.submission import read_log
+
+    row = read_log(log).iloc[0]
+    assert (row["event"], row["message"], row["competition"], str(row["kaggle_ref"])) == (
+        "submitted", "all normal", "paddy-disease-classification", "50001")
+
+    stub.scores[50001] = "0.97123"
+    code, out, err = _run(capsys, "submissions", "--log", log)
+    assert code == 0 and "0.97123" in out and "all normal" in out, err
+    assert stub.calls("ListSubmissions")[0]["body"]["competitionName"] == "paddy-disease-classification"
+    assert read_log(log).iloc[0]["public_score"] == pytest.approx(0.97123)
+    _assert_no_secret(stub, tmp_path, out, err)
+
+
+def test_submit_checks_the_csv_before_sending(stub, tmp_path, capsys):
+    bad = _submission_csv(tmp_path / "bad.csv", label="not_a_disease")
+    log = tmp_path / "log.csv"
+    code, out, err = _run(capsys, "submit", bad, "-m", "oops", "--log", log)
+    _assert_one_line_error(code, out, err, "not_a_disease")
+    assert stub.requests == [] and not log.exists()
+
+
+def test_submit_refused_403_says_accept_the_rules(stub, tmp_path, capsys):
+    stub.fail["StartSubmissionUpload"] = (403, {"code": 403, "message": "You must accept this competition's rules"})
+    log = tmp_path / "log.csv"
+    code, out, err = _run(capsys, "submit", _submission_csv(tmp_path / "s.csv"), "-m", "try", "--log", log)
+    _assert_one_line_error(code, out, err, "HTTP 403", "competitions/paddy-disease-classification/rules")
+    assert not log.exists()

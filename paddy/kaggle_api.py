@@ -96,9 +96,12 @@ def kaggle_client():
     if verbose:
         # The client then prints every request with its Authorization header.
         raise KaggleError(f"{', '.join(verbose)} is set: the kaggle client would print your credentials; unset it")
-    with contextlib.redirect_stdout(io.StringIO()):  # `import kaggle` signs in and prints a help page on failure
-        import kaggle  # noqa: F401
-        from kaggle.api.kaggle_api_extended import KaggleApi
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # `import kaggle` signs in and prints a help page on failure
+            import kaggle  # noqa: F401
+            from kaggle.api.kaggle_api_extended import KaggleApi
+    except ImportError as error:
+        raise KaggleError(f"the kaggle client is not importable ({error}); pip install 'kaggle>=2.2' six") from None
     api = KaggleApi()
     with kaggle_errors("signing in to Kaggle"):
         try:

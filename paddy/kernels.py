@@ -26,6 +26,7 @@ KIT_DATASET = "paddy-kit"  # the dataset slug the kit's wheels live in: <user>/p
 KIT_TITLE = "paddy kit wheels"
 KAGGLE_INPUT = "/kaggle/input"
 KAGGLE_WORKING = "/kaggle/working"
+INTERNET_CHOICES = ("auto", "on", "off")
 TITLE_LENGTH = (5, 50)  # Kaggle refuses kernel titles outside this range
 # Wheels worth carrying with --with-deps: the fastai/timm stack whose versions the kit needs. torch, torchvision,
 # pandas, pillow and matplotlib are in every Kaggle image, and their CUDA builds must stay the image's own.
@@ -111,7 +112,8 @@ def _script(kind, title, body, kit, data):
 
 def probe_script(title, plan, kit, data):
     """Script of the probe kernel: peak memory of every plan member on Kaggle's GPU; the plan comes back with accum."""
-    members = ",\n           ".join(dict_literal(m.to_dict(), indent=12) for m in plan.members)
+    # Only what differs from TrainConfig's defaults (the same kit version reads it back), so the script stays short.
+    members = ",\n           ".join(dict_literal(non_defaults(m), indent=12) for m in plan.members)
     body = (f"MEMBERS = [{members}]\n\n"
             "from paddy import memory  # noqa: E402  (importable only after the install above)\n"
             "from paddy.config import TrainConfig  # noqa: E402\n"
@@ -122,6 +124,14 @@ def probe_script(title, plan, kit, data):
             "print(memory.format_table(report))\n"
             'memory.write_chosen_accum(plan, report, OUT / "plan.toml")\n')
     return _script("probe", title, body, kit, data)
+
+
+def non_defaults(config):
+    """The fields of a TrainConfig that differ from the defaults (arch always), as a plain dict."""
+    from paddy.config import TrainConfig
+
+    defaults = TrainConfig(arch=config.arch).to_dict()
+    return {k: v for k, v in config.to_dict().items() if k == "arch" or v != defaults[k]}
 
 
 def dict_literal(data, indent=10, width=110):
@@ -158,30 +168,40 @@ def ensemble_script(title, member_runs, kit, data):
     return _script("ensemble", title, body, kit, data)
 
 
-def build_kernels(plan, user, competition_slug=competition.COMPETITION, gpu=True, internet=False):
+def kernel_internet(internet, config=None):
+    """Whether a kernel gets the internet: "on", "off", or "auto" (only a member that downloads pretrained weights)."""
+    if internet not in INTERNET_CHOICES:
+        raise ConfigError(f"internet must be one of {', '.join(INTERNET_CHOICES)}, got {internet!r}")
+    if internet == "auto":
+        return bool(config is not None and config.pretrained)
+    return internet == "on"
+
+
+def build_kernels(plan, user, competition_slug=competition.COMPETITION, gpu=True, internet="auto"):
     """Every kernel of a plan as {slug: (metadata, script)}: the probe, one per member, then the ensemble."""
     user = check_user(user)
     plan_name = Path(plan.path).stem if plan.path else "plan"
     kit, data = f"{KAGGLE_INPUT}/{KIT_DATASET}", f"{KAGGLE_INPUT}/{competition_slug}"
     probe_title, member_titles, ensemble_title = kernel_titles(plan_name, plan.members)
-    options = {"competition_slug": competition_slug, "gpu": gpu, "internet": internet}
+    options = {"competition_slug": competition_slug, "gpu": gpu}
     kernels = {}
-    probe = kernel_metadata(user, probe_title, **options)
+    probe = kernel_metadata(user, probe_title, internet=kernel_internet(internet), **options)
     kernels[_slug_of(probe)] = (probe, probe_script(probe_title, plan, kit, data))
     member_runs = []
     for title, config in zip(member_titles, plan.members):
-        meta = kernel_metadata(user, title, **options)
+        meta = kernel_metadata(user, title, internet=kernel_internet(internet, config), **options)
         kernels[_slug_of(meta)] = (meta, member_script(title, config, kit, data, plan.budget_gb))
         member_runs.append((_slug_of(meta), config.run_name))
     sources = [f"{user}/{slug}" for slug, _ in member_runs]
-    ensemble = kernel_metadata(user, ensemble_title, kernel_sources=sources, **options)
+    ensemble = kernel_metadata(user, ensemble_title, kernel_sources=sources, internet=kernel_internet(internet),
+                               **options)
     kernels[_slug_of(ensemble)] = (ensemble, ensemble_script(ensemble_title, member_runs, kit, data))
     if len(kernels) != len(plan.members) + 2:
         raise ConfigError(f"kernel slugs of plan {plan_name!r} collide; give the members shorter distinct names")
     return kernels
 
 
-def render_kernels(plan, user, competition_slug=competition.COMPETITION, out="kernels", gpu=True, internet=False):
+def render_kernels(plan, user, competition_slug=competition.COMPETITION, out="kernels", gpu=True, internet="auto"):
     """Write one folder per kernel (kernel-metadata.json + kernel.py) under `out`; returns the folders in push order."""
     kernels = build_kernels(plan, user, competition_slug, gpu=gpu, internet=internet)  # all checks before any write
     folders = []

@@ -192,3 +192,15 @@ def test_package_kit_builds_the_wheel_and_dataset_metadata(tmp_path):
     assert json.loads((tmp_path / "stage" / kernels.DATASET_METADATA_FILE).read_text()) == meta
     assert meta["id"] == "someone/paddy-kit" and digest in meta["description"] and 6 <= len(meta["title"]) <= 50
     assert kernels.wheel_digest(wheels) == digest
+
+
+def test_internet_auto_only_for_members_that_download_weights(plan):
+    pretrained = plan.members[1].replace(pretrained=True)
+    mixed = plan.__class__(members=(plan.members[0], pretrained), budget_gb=plan.budget_gb, path=plan.path)
+    flags = [meta["enable_internet"] for meta, _ in kernels.build_kernels(mixed, "someone").values()]
+    assert flags == [False, False, True, False]  # probe, member 1, pretrained member 2, ensemble
+    for choice, expected in (("on", True), ("off", False)):
+        assert {m["enable_internet"] for m, _ in kernels.build_kernels(mixed, "someone", internet=choice).values()} \
+            == {expected}
+    with pytest.raises(ConfigError, match="internet"):
+        kernels.build_kernels(plan, "someone", internet="yes")

@@ -16,7 +16,9 @@ def register(subparsers):
     render.add_argument("--competition", default=COMPETITION, help="competition slug (default: %(default)s)")
     render.add_argument("--out", default="kernels", help="folder for the kernel folders (default: %(default)s)")
     render.add_argument("--no-gpu", dest="gpu", action="store_false", help="run the kernels without a GPU")
-    render.add_argument("--internet", action="store_true", help="turn the kernels' internet on (off by default)")
+    render.add_argument("--internet", choices=("auto", "on", "off"), default="auto",
+                        help="kernels' internet: auto (default) = on only for members that download pretrained "
+                             "weights; the kit itself always installs offline")
     render.set_defaults(func=run_render)
 
     push = actions.add_parser("push", help="send the kit dataset, then kernel folders, through the Kaggle API")

@@ -1,0 +1,27 @@
+"""paddy member kernel: paddy tiny 01 resnet10t-squish96x72-64x48.
+
+Rendered by `paddy kernels render`: edit the plan, not this file.
+"""
+
+import glob
+import subprocess
+import sys
+from pathlib import Path
+
+# Competitions turn the internet off: install the kit (and any dependency wheels packed with it) from its dataset.
+WHEELS = sorted(glob.glob("/kaggle/input/paddy-kit/*.whl"))
+subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--quiet", *WHEELS], check=True)
+DATA = "/kaggle/input/paddy-disease-classification"
+OUT = Path("/kaggle/working")
+
+CONFIG = {'arch': 'resnet10t', 'size': [64, 48], 'item_size': [96, 72], 'item_method': 'squish',
+          'min_scale': 0.75, 'epochs': 1, 'lr': 0.01, 'bs': 16, 'accum': 1, 'finetune': False,
+          'pretrained': False, 'seed': 42, 'split_seed': 42, 'valid_pct': 0.2, 'targets': ['label'],
+          'target_weights': [1.0], 'tta': 'flip', 'name': '', 'num_workers': 0, 'device': 'auto'}
+
+from paddy.config import TrainConfig  # noqa: E402  (importable only after the install above)
+from paddy.data import find_data  # noqa: E402
+from paddy.train import train_run  # noqa: E402
+
+config = TrainConfig.from_dict(CONFIG)
+print(train_run(find_data(DATA), config, OUT / config.run_name, budget_gb=4.0))

@@ -1,0 +1,31 @@
+"""paddy probe kernel: paddy tiny probe.
+
+Rendered by `paddy kernels render`: edit the plan, not this file.
+"""
+
+import glob
+import subprocess
+import sys
+from pathlib import Path
+
+# Competitions turn the internet off: install the kit (and any dependency wheels packed with it) from its dataset.
+WHEELS = sorted(glob.glob("/kaggle/input/paddy-kit/*.whl"))
+subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--quiet", *WHEELS], check=True)
+DATA = "/kaggle/input/paddy-disease-classification"
+OUT = Path("/kaggle/working")
+
+MEMBERS = [{'arch': 'resnet10t', 'size': [64, 48], 'item_size': [96, 72], 'epochs': 1, 'bs': 16,
+            'finetune': False, 'pretrained': False, 'tta': 'flip', 'num_workers': 0},
+           {'arch': 'test_convnext', 'size': [64, 64], 'item_size': [96, 72], 'item_method': 'crop',
+            'epochs': 1, 'bs': 16, 'accum': 2, 'finetune': False, 'pretrained': False, 'tta': 'flip',
+            'num_workers': 0}]
+
+from paddy import memory  # noqa: E402  (importable only after the install above)
+from paddy.config import TrainConfig  # noqa: E402
+from paddy.data import find_data  # noqa: E402
+from paddy.plan import Plan  # noqa: E402
+
+plan = Plan(members=tuple(TrainConfig.from_dict(m) for m in MEMBERS), budget_gb=4.0)
+report = memory.run_probe(find_data(DATA), plan.members, plan.budget_gb, out=OUT / "probe")
+print(memory.format_table(report))
+memory.write_chosen_accum(plan, report, OUT / "plan.toml")

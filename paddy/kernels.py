@@ -31,6 +31,7 @@ TITLE_LENGTH = (5, 50)  # Kaggle refuses kernel titles outside this range
 # Wheels worth carrying with --with-deps: the fastai/timm stack whose versions the kit needs. torch, torchvision,
 # pandas, pillow and matplotlib are in every Kaggle image, and their CUDA builds must stay the image's own.
 DEPENDENCY_WHEELS = ("fastai", "fastcore", "fasttransform", "plum-dispatch", "fastprogress", "timm")
+SOURCE_FILES = ("setup.cfg", "pyproject.toml", "setup.py", "MANIFEST.in", "README.md")  # besides paddy/ itself
 USER_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
@@ -301,17 +302,40 @@ def build_wheels(dest, with_deps=False):
     return sorted(dest.glob("*.whl"))
 
 
+def source_digest(with_deps=False):
+    """A digest of everything the kit's wheel is built from (and the pinned dependencies when packed too)."""
+    root = kit_source_root()
+    files = [root / name for name in SOURCE_FILES if (root / name).is_file()]
+    files += [p for p in (root / "paddy").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    digest = hashlib.sha256("\n".join(dependency_requirements() if with_deps else []).encode())
+    for path in sorted(files):
+        digest.update(f"{path.relative_to(root)}\n".encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def package_kit(user, out, with_deps=False):
-    """Build the kit dataset folder `out` (wheels + dataset-metadata.json); returns (metadata, digest)."""
+    """Build the kit dataset folder `out` (wheels + dataset-metadata.json); returns (metadata, digest).
+
+    The wheels are rebuilt only when the source changed since the last build into `out` (`<out>.source`).
+    """
     from paddy import __version__
 
+    out, source = Path(out), source_digest(with_deps)
+    record = out.with_name(out.name + ".source")
+    wheels = sorted(out.glob("*.whl"))
+    if wheels and record.is_file() and record.read_text().strip() == source:
+        digest = wheel_digest(wheels)
+        meta = dataset_metadata(user, __version__, digest)
+        atomic.write_json(out / DATASET_METADATA_FILE, meta)  # the user may differ from the last build's
+        return meta, digest
     with tempfile.TemporaryDirectory(prefix="paddy-wheels-") as tmp:
         wheels = build_wheels(tmp, with_deps=with_deps)
         digest = wheel_digest(wheels)
         meta = dataset_metadata(user, __version__, digest)
-        shutil.rmtree(out, ignore_errors=True)  # a staging folder of ours, rebuilt on every push
-        with atomic.atomic_dir(Path(out)) as folder:
+        shutil.rmtree(out, ignore_errors=True)  # a staging folder of ours, rebuilt when the source changes
+        with atomic.atomic_dir(out) as folder:
             for wheel in wheels:
                 (folder / wheel.name).write_bytes(wheel.read_bytes())
             atomic.write_json(folder / DATASET_METADATA_FILE, meta)
+    atomic.write_text(record, source + "\n")
     return meta, digest

@@ -182,18 +182,6 @@ def test_dependency_requirements_pin_installed_versions():
     assert not any(p.startswith(("torch==", "torchvision==")) for p in pins)
 
 
-def test_package_kit_builds_the_wheel_and_dataset_metadata(tmp_path):
-    meta, digest = kernels.package_kit("someone", tmp_path / "stage")
-    wheels = sorted((tmp_path / "stage").glob("*.whl"))
-    assert len(wheels) == 1 and wheels[0].name.startswith("paddy_kit-")
-    with zipfile.ZipFile(wheels[0]) as archive:
-        names = archive.namelist()
-    assert "paddy/kernels.py" in names and "paddy/kaggle_api.py" in names
-    assert json.loads((tmp_path / "stage" / kernels.DATASET_METADATA_FILE).read_text()) == meta
-    assert meta["id"] == "someone/paddy-kit" and digest in meta["description"] and 6 <= len(meta["title"]) <= 50
-    assert kernels.wheel_digest(wheels) == digest
-
-
 def test_internet_auto_only_for_members_that_download_weights(plan):
     pretrained = plan.members[1].replace(pretrained=True)
     mixed = plan.__class__(members=(plan.members[0], pretrained), budget_gb=plan.budget_gb, path=plan.path)
@@ -204,3 +192,22 @@ def test_internet_auto_only_for_members_that_download_weights(plan):
             == {expected}
     with pytest.raises(ConfigError, match="internet"):
         kernels.build_kernels(plan, "someone", internet="yes")
+
+
+def test_package_kit_builds_the_wheel_then_reuses_it(tmp_path):
+    meta, digest = kernels.package_kit("someone", tmp_path / "stage")
+    wheels = sorted((tmp_path / "stage").glob("*.whl"))
+    assert len(wheels) == 1 and wheels[0].name.startswith("paddy_kit-")
+    with zipfile.ZipFile(wheels[0]) as archive:
+        names = archive.namelist()
+    assert "paddy/kernels.py" in names and "paddy/kaggle_api.py" in names
+    assert json.loads((tmp_path / "stage" / kernels.DATASET_METADATA_FILE).read_text()) == meta
+    assert meta["id"] == "someone/paddy-kit" and digest in meta["description"] and 6 <= len(meta["title"]) <= 50
+    assert kernels.wheel_digest(wheels) == digest
+    # Unchanged source: the same wheel is reused (not rebuilt), only the metadata follows the user.
+    built = wheels[0].stat().st_mtime_ns
+    other, again = kernels.package_kit("other-user", tmp_path / "stage")
+    assert again == digest and next((tmp_path / "stage").glob("*.whl")).stat().st_mtime_ns == built
+    assert json.loads((tmp_path / "stage" / kernels.DATASET_METADATA_FILE).read_text()) == other
+    assert other["id"] == "other-user/paddy-kit"
+    assert (tmp_path / "stage.source").read_text().strip() == kernels.source_digest()

@@ -82,6 +82,14 @@ class ProbeReport:
     device: str
 
 
+class ProbeTimeout(PaddyError):
+    """A subprocess probe ran past its time limit; `.results` holds the tries it finished."""
+
+    def __init__(self, message, results=()):
+        super().__init__(message)
+        self.results = list(results)
+
+
 def is_out_of_memory(error):
     """True for torch.OutOfMemoryError, MemoryError, or a RuntimeError whose message says it ran out of memory."""
     import torch
@@ -135,8 +143,8 @@ def chosen_accum(results):
     return next((r.accum for r in results if r.fits), None)
 
 
-def probe_items(items, config, max_images=None):
-    """The smallest class, capped at max_images, repeated when too few for one full training micro-batch at bs."""
+def probe_items(items, config, max_images=None, min_images=None):
+    """The smallest class, capped at max_images, repeated up to min_images and at least one full training batch."""
     import pandas as pd
 
     from paddy.data import smallest_class_items
@@ -145,7 +153,7 @@ def probe_items(items, config, max_images=None):
     if max_images:
         smallest = smallest.head(max_images)
     # fastai drops the last incomplete training batch: keep at least one full batch of bs (and a few to validate).
-    needed = math.ceil(config.bs / (1 - config.valid_pct)) + 2
+    needed = max(math.ceil(config.bs / (1 - config.valid_pct)) + 2, min_images or 0)
     if len(smallest) >= needed:
         return smallest.reset_index(drop=True)
     repeats = math.ceil(needed / len(smallest))
@@ -235,14 +243,16 @@ def cuda_process_total_mb(device):
 
 
 def fit_one_epoch(items, config, device, cbs=()):
-    """Build the kit's learner for `config` and train one epoch with every layer; return (images, fit seconds)."""
+    """Build the kit's learner for `config` and train one epoch with every layer; return (images, seconds) of
+    training after the first micro-batch (warm-up excluded), or of the whole fit when there is only one."""
     from paddy.data import image_dataloaders
     from paddy.train import build_learner
 
     dls = image_dataloaders(items, config, device=device)
     learn = build_learner(dls, config, device)
     learn.unfreeze()
-    for cb in cbs:
+    clock = _throughput_callback()
+    for cb in (clock, *cbs):
         learn.add_cb(cb)
     start = time.perf_counter()
     with learn.no_bar(), learn.no_logging():
@@ -250,7 +260,35 @@ def fit_one_epoch(items, config, device, cbs=()):
     seconds = time.perf_counter() - start
     images = len(dls.train) * dls.train.bs
     learn.remove_cbs(list(learn.cbs))  # break the learner's cycles early so its memory goes with it
+    if clock.images:
+        return clock.images, clock.seconds
     return images, seconds
+
+
+def _throughput_callback():
+    from fastai.callback.core import Callback
+
+    class Throughput(Callback):
+        """Images and seconds of the training batches after the first (CUDA warm-up excluded)."""
+
+        def before_fit(self):
+            self.first, self.images, self.seconds = None, 0, 0.0
+
+        def after_batch(self):
+            if not self.training:
+                return
+            if str(self.dls.device).startswith("cuda"):
+                import torch
+
+                torch.cuda.synchronize()
+            now = time.perf_counter()
+            if self.first is None:
+                self.first = now
+                return
+            self.images += len(self.xb[0])
+            self.seconds = now - self.first
+
+    return Throughput()
 
 
 def measure_try(items, config, device, fit=fit_one_epoch):
@@ -275,22 +313,35 @@ def measure_try(items, config, device, fit=fit_one_epoch):
 
 
 def measure_in_subprocess(data, config, device, max_images=None, timeout=None):
-    """Run one try in a fresh `python -m paddy.memory` process and read its JSON result."""
+    """Run one try in a fresh `python -m paddy.memory` process and return its TryResult."""
+    return search_in_subprocess(data, [config], device, max_images=max_images, timeout=timeout)[0]
+
+
+def search_in_subprocess(data, configs, device, budget_gb=None, max_images=None, min_images=None, timeout=None):
+    """Run tries in order in one fresh process (stopping at the first fit when `budget_gb` is given)."""
     with tempfile.TemporaryDirectory(prefix="paddy-probe-") as tmp:
         out = Path(tmp) / "result.json"
-        command = [sys.executable, "-m", "paddy.memory", str(data), "--config", json.dumps(config.to_dict()),
-                   "--device", device, "--result", str(out)]
-        if max_images:
-            command += ["--max-images", str(max_images)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-        if out.is_file():
-            return TryResult(**json.loads(out.read_text()))
+        command = [sys.executable, "-m", "paddy.memory", str(data), "--device", device, "--result", str(out),
+                   "--configs", json.dumps([c.to_dict() for c in configs])]
+        command += ["--max-images", str(max_images)] if max_images else []
+        command += ["--budget-gb", str(budget_gb)] if budget_gb else []
+        command += ["--min-images", str(min_images)] if min_images else []
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            done = None
+        results = [TryResult(**r) for r in json.loads(out.read_text())] if out.is_file() else []
+    if done is None:
+        raise ProbeTimeout(f"probing {configs[0].arch} took over {timeout} s", results)
+    if results:
+        return results
     if done.returncode in (-9, 137):  # killed by the kernel's OOM killer: that is "does not fit" too
-        return TryResult(arch=config.arch, size=f"{config.size[0]}x{config.size[1]}", accum=config.accum,
-                         micro_bs=config.micro_bs, oom=True, error="killed (out of memory)", device=device)
+        config = configs[0]
+        return [TryResult(arch=config.arch, size=f"{config.size[0]}x{config.size[1]}", accum=config.accum,
+                          micro_bs=config.micro_bs, oom=True, error="killed (out of memory)", device=device)]
     last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-    raise PaddyError(f"probing {config.arch} at accum {config.accum} failed: {last}; rerun with --no-subprocess "
-                     f"to see the whole traceback")
+    raise PaddyError(f"probing {configs[0].arch} at accum {configs[0].accum} failed: {last}; rerun with "
+                     f"--no-subprocess to see the whole traceback")
 
 
 def probe_configs(data, configs, budget_gb=16.0, max_accum=16, device="auto", use_subprocess=True,
@@ -471,18 +522,24 @@ def write_chosen_accum(plan, report, path=None):
 
 
 def _main(argv=None):
-    """`python -m paddy.memory DATA --config JSON --device D --result PATH`: one try, its result as JSON."""
+    """`python -m paddy.memory DATA --configs JSON --device D --result PATH`: tries in order, results as JSON."""
     parser = argparse.ArgumentParser(prog="python -m paddy.memory", description=_main.__doc__)
     parser.add_argument("data")
-    parser.add_argument("--config", required=True, help="TrainConfig as JSON")
+    parser.add_argument("--configs", required=True, help="JSON list of TrainConfig dicts, tried in order")
     parser.add_argument("--device", required=True)
     parser.add_argument("--result", required=True)
     parser.add_argument("--max-images", type=int, default=None)
+    parser.add_argument("--min-images", type=int, default=None)
+    parser.add_argument("--budget-gb", type=float, default=None, help="stop after the first try that fits")
     args = parser.parse_args(argv)
-    config = TrainConfig.from_dict(json.loads(args.config))
-    items = probe_items(_items(args.data), config, args.max_images)
-    result = measure_try(items, config, args.device)
-    atomic.write_json(args.result, result.to_dict())
+    items, results = _items(args.data), []
+    for data in json.loads(args.configs):
+        config = TrainConfig.from_dict(data)
+        result = measure_try(probe_items(items, config, args.max_images, args.min_images), config, args.device)
+        results.append(result.judged(args.budget_gb) if args.budget_gb else result)
+        atomic.write_json(args.result, [r.to_dict() for r in results])  # after each try: a crash keeps the rest
+        if args.budget_gb and results[-1].fits:
+            break
     return 0
 
 

@@ -1,0 +1,193 @@
+"""GPU check: peak memory and throughput of the plan's real architectures, against the notebooks' figures.
+
+On CUDA: synthetic 480x640 data (paddy.sample), every distinct (arch, size) of plans/road-to-the-top.toml with
+random weights, fp16 and a 16 GB budget (accum 1, 2, 4, ... until the process total fits), then convnext_small at
+128 px with accum 1, 2 and 4 and a few batches more for throughput. Each model runs in its own fresh subprocess
+and its own try: a failure is recorded, not fatal. Results (JSON and markdown) are rewritten after every model,
+so a timeout still leaves data. Built to finish in under 8 minutes on one H200 (--time-limit stops starting models).
+
+    python bench/gpu_check.py --out bench/results/h200          # on a CUDA machine
+    python bench/gpu_check.py --cpu-smoke --out /tmp/gpu_check  # the same flow on CPU with tiny archs
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from paddy import atomic, memory  # noqa: E402
+from paddy.config import TrainConfig  # noqa: E402
+from paddy.errors import PaddyError  # noqa: E402
+
+# The notebooks' process totals (24 GB card, fp16, one epoch): (arch, size, accum) -> MB.
+NOTEBOOK_MB = {
+    ("convnext_small", "128x128", 1): 5173,
+    ("convnext_small", "128x128", 2): 4069,
+    ("convnext_small", "128x128", 4): 3513,
+    ("convnext_large", "224x224", 2): 12191,
+    ("vit_large_patch16_224", "224x224", 2): 16251,
+    ("swinv2_large_window12_192", "192x192", 2): 14373,
+    ("swin_large_patch4_window7_224", "224x224", 2): 12773,
+}
+FALLBACK_ARCHS = (("convnext_large_in22k", 224), ("convnext_large_in22k", (320, 224)),
+                  ("vit_large_patch16_224", 224), ("swinv2_large_window12_192_22k", 192),
+                  ("swin_large_patch4_window7_224", 224))
+SMOKE_ARCHS = (("resnet10t", 32), ("convnext_atto", 32))
+
+
+def parse_args(argv=None):
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="folder for gpu_check.json and gpu_check.md")
+    parser.add_argument("--cpu-smoke", action="store_true", help="CPU, tiny archs and images: the flow in minutes")
+    parser.add_argument("--plan", default="road-to-the-top", help="plan whose archs to probe (default road-to-the-top)")
+    parser.add_argument("--budget-gb", type=float, default=16.0, help="memory budget (default 16)")
+    parser.add_argument("--n-train", type=int, default=300, help="synthetic training images (default 300)")
+    parser.add_argument("--throughput-images", type=int, default=400,
+                        help="images per convnext_small try, repeated from the smallest class (default 400)")
+    parser.add_argument("--time-limit", type=float, default=420.0,
+                        help="seconds after which no new model starts (default 420, inside the 8-minute target)")
+    parser.add_argument("--workers", type=int, default=None, help="data loader workers (default fastai's)")
+    return parser.parse_args(argv)
+
+
+def notebook_key(arch, size, accum):
+    """The NOTEBOOK_MB key of a try: the arch without its pretrained tag or in22k suffix."""
+    base = arch.split(".")[0].removesuffix("_in22k").removesuffix("_22k")
+    return base, size, accum
+
+
+def jobs(args):
+    """[(label, [configs tried in order], stop at first fit, min images)]: plan archs, then convnext_small."""
+    common = {"pretrained": False, "finetune": False, "epochs": 1, "bs": 64, "num_workers": args.workers}
+    if args.cpu_smoke:
+        common.update(bs=16, num_workers=0, item_size=(64, 48))
+        models = [TrainConfig(arch=a, size=s, **common) for a, s in SMOKE_ARCHS]
+        small = TrainConfig(arch="convnext_atto", size=48, **common)
+    else:
+        models = _plan_models(args.plan, common)
+        small = TrainConfig(arch="convnext_small", size=128, item_size=(480, 480), **common)
+    out = [(f"{c.arch} {c.size[0]}x{c.size[1]}", [memory.probe_config(c, a) for a in memory.accum_candidates(c.bs)],
+            True, None) for c in models]
+    out.append((f"{small.arch} {small.size[0]}x{small.size[1]} accum 1/2/4",
+                [memory.probe_config(small, a) for a in (1, 2, 4)], False, args.throughput_images))
+    return out
+
+
+def _plan_models(plan, common):
+    """One config per distinct (arch, size) of the plan (fallback: the issue's list when the plan is missing)."""
+    from paddy.plan import load_plan
+
+    try:
+        members = [(m.arch, m.size, m.item_size, m.item_method) for m in load_plan(plan).members]
+    except PaddyError as error:
+        print(f"plan {plan}: {error}; using the built-in list", flush=True)
+        members = [(a, s, (480, 480), "squish") for a, s in FALLBACK_ARCHS]
+    seen, models = set(), []
+    for arch, size, item_size, method in members:
+        if (arch, size) not in seen:
+            seen.add((arch, size))
+            models.append(TrainConfig(arch=arch, size=size, item_size=item_size, item_method=method, **common))
+    return models
+
+
+def run_job(data, job, device, budget_gb, timeout):
+    """Probe one job in its own subprocess; a failure or timeout is recorded as an error row, never raised."""
+    label, configs, stop, min_images = job
+    try:
+        results = memory.search_in_subprocess(data, configs, device, budget_gb=budget_gb if stop else None,
+                                              min_images=min_images, timeout=timeout)
+        return [r.judged(budget_gb) for r in results]
+    except memory.ProbeTimeout as error:
+        done = [r.judged(budget_gb) for r in error.results]
+        return done + [_error_row(configs[len(done)] if len(done) < len(configs) else configs[-1], str(error))]
+    except Exception as error:  # noqa: BLE001 - one model's failure must not stop the others
+        return [_error_row(configs[0], f"{type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}")]
+
+
+def _error_row(config, message):
+    return memory.TryResult(arch=config.arch, size=f"{config.size[0]}x{config.size[1]}", accum=config.accum,
+                            micro_bs=config.micro_bs, error=message)
+
+
+def markdown(meta, rows):
+    """The results as a markdown table beside the notebooks' figures."""
+    head = ["arch", "size", "accum", "micro bs", "peak alloc MB", "peak reserved MB", "process total MB",
+            "notebook MB (24 GB card)", "ours / notebook", "fits 16 GB", "images/s", "seconds", "error"]
+    lines = [f"# GPU check: {meta['device_name']}", "",
+             f"torch {meta['torch']}, timm {meta['timm']}, fastai {meta['fastai']}; fp16 on CUDA; random weights; "
+             f"synthetic 480x640 JPEGs; budget {meta['budget_gb']:g} GB; total {meta['elapsed_s']:.0f} s"
+             + (" (incomplete)" if not meta.get("complete") else ""), "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        ref = NOTEBOOK_MB.get(notebook_key(r["arch"], r["size"], r["accum"]))
+        ratio = f"{r['process_total_mb'] / ref:.2f}" if ref and r["process_total_mb"] == r["process_total_mb"] else ""
+        cells = [r["arch"], r["size"], r["accum"], r["micro_bs"], _num(r["peak_allocated_mb"]),
+                 _num(r["peak_reserved_mb"]), _num(r["process_total_mb"]), ref or "", ratio,
+                 "yes" if r["fits"] else "no", _num(r["images_per_s"]), f"{r['seconds']:.1f}", r["error"][:80]]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _num(value):
+    return "" if value != value else f"{value:.0f}"  # NaN != NaN
+
+
+def write_results(out, meta, rows):
+    """Rewrite gpu_check.json and gpu_check.md atomically."""
+    atomic.write_json(Path(out) / "gpu_check.json", {"meta": meta, "results": rows})
+    atomic.write_text(Path(out) / "gpu_check.md", markdown(meta, rows))
+
+
+def environment(device, budget_gb):
+    """Library versions and the device's name, for the results' header."""
+    import fastai
+    import timm
+    import torch
+
+    name = torch.cuda.get_device_name(0) if device == "cuda" else "CPU (smoke run; peak RSS)"
+    return {"device": device, "device_name": name, "torch": torch.__version__, "timm": timm.__version__,
+            "fastai": fastai.__version__, "budget_gb": budget_gb}
+
+
+def main(argv=None):
+    """Make the data, probe every job within the time limit, write results after each; return the exit code."""
+    import torch
+
+    from paddy.sample import make_sample
+
+    args = parse_args(argv)
+    start = time.perf_counter()
+    device = "cpu" if args.cpu_smoke else "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        print("gpu_check: error: no CUDA device; run with --cpu-smoke to check the flow on CPU", file=sys.stderr)
+        return 2
+    meta, rows = environment(device, args.budget_gb), []
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
+        size = (64, 48) if args.cpu_smoke else (480, 640)
+        data = make_sample(Path(tmp) / "data", n_train=args.n_train, n_test=8, size=size)
+        print(f"[{time.perf_counter() - start:5.0f}s] sample of {args.n_train} {size[0]}x{size[1]} images", flush=True)
+        todo = jobs(args)
+        for index, job in enumerate(todo):
+            left = args.time_limit - (time.perf_counter() - start)
+            if left <= 0:
+                rows += [_error_row(c, "skipped: time limit").to_dict() for c in job[1][:1]]
+                continue
+            results = run_job(data, job, device, args.budget_gb, timeout=left + 60)
+            rows += [r.to_dict() for r in results]
+            meta.update(elapsed_s=time.perf_counter() - start, complete=index == len(todo) - 1)
+            write_results(args.out, meta, rows)
+            summary = ", ".join(f"accum {r.accum}: {r.budget_mb:.0f} MB{'' if not r.error else ' ' + r.error[:60]}"
+                                for r in results)
+            print(f"[{time.perf_counter() - start:5.0f}s] {job[0]}: {summary}", flush=True)
+    meta.update(elapsed_s=time.perf_counter() - start)
+    write_results(args.out, meta, rows)
+    print(markdown(meta, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

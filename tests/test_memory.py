@@ -1,0 +1,192 @@
+"""The memory probe: accum search against a budget, OOM as "does not fit", memory freed, outputs, bad input."""
+
+import math
+import weakref
+
+import numpy as np
+import pytest
+import torch
+
+from paddy import memory
+from paddy.cli import main
+from paddy.config import TrainConfig
+from paddy.errors import ConfigError
+from paddy.plan import load_plan, parse_plan
+
+MB = 2**20
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on these shared 2-core machines train far faster on one intra-op thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(**changes):
+    base = dict(arch="resnet10t", size=32, item_size=(48, 48), bs=16, num_workers=0, pretrained=False,
+                finetune=False, epochs=1)
+    return TrainConfig(**{**base, **changes})
+
+
+def allocating_fit(mb_per_image):
+    """A stand-in epoch that really holds mb_per_image MB per micro-batch image at its peak."""
+
+    def fit(items, config, device):
+        block = np.ones(config.micro_bs * mb_per_image * MB // 8)  # ones: the pages are really touched
+        total = float(block.sum())
+        del block
+        return int(total > 0) * config.micro_bs, 0.01
+
+    return fit
+
+
+def test_accum_candidates_double_up_to_max_and_bs():
+    assert memory.accum_candidates(64, 16) == [1, 2, 4, 8, 16]
+    assert memory.accum_candidates(4, 16) == [1, 2, 4]
+    with pytest.raises(ConfigError):
+        memory.accum_candidates(64, 3)
+
+
+def test_search_picks_the_accum_whose_measured_peak_fits():
+    config = tiny_config(bs=16)
+
+    def measure(cfg):
+        return memory.measure_try(None, cfg, "cpu", fit=allocating_fit(8))
+
+    tried = memory.search_accum(measure, config, budget_gb=1e-6, max_accum=4)  # nothing fits: all measured
+    peaks = [r.budget_mb for r in tried]
+    assert [r.accum for r in tried] == [1, 2, 4] and not any(r.fits for r in tried)
+    assert tried[0].device == memory.CPU_DEVICE_LABEL and math.isnan(tried[0].peak_allocated_mb)
+    assert peaks[0] > peaks[1] + 30 > peaks[2] + 60  # 128, 64, 32 MB held on top of the same baseline
+    budget_gb = (peaks[0] + peaks[1]) / 2 / 1024  # between the accum-1 and accum-2 peaks
+    chosen = memory.search_accum(measure, config, budget_gb=budget_gb, max_accum=4)
+    assert [r.accum for r in chosen] == [1, 2] and memory.chosen_accum(chosen) == 2
+    roomy = memory.search_accum(measure, config, budget_gb=(peaks[0] + 100) / 1024, max_accum=4)
+    assert memory.chosen_accum(roomy) == 1 and len(roomy) == 1
+
+
+def test_out_of_memory_errors_are_classified():
+    assert memory.is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert memory.is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB"))
+    assert memory.is_out_of_memory(MemoryError())
+    assert not memory.is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not memory.is_out_of_memory(ValueError("out of memory"))
+
+
+def test_list_gpu_processes_text_is_parsed():
+    text = "GPU:0\nprocess      4242 uses    12191.000 MB GPU memory\nprocess        17 uses   100.500 MB GPU memory"
+    assert memory.parse_gpu_processes(text, 4242) == 12191.0
+    assert memory.parse_gpu_processes(text, 1) == 12291.5  # pid hidden (containers): everything listed
+    assert math.isnan(memory.parse_gpu_processes("GPU:0\nno processes are running", 1))
+
+
+def spy_callbacks(refs, fail=False):
+    """fastai callbacks: keep weak references to the learner and model; optionally run out of memory."""
+    from fastai.callback.core import Callback
+
+    class Spy(Callback):
+        def before_fit(self):
+            refs.extend([weakref.ref(self.learn), weakref.ref(self.learn.model)])
+
+        def before_batch(self):
+            if fail:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    return [Spy()]
+
+
+def test_oom_inside_a_training_step_means_does_not_fit_and_frees_the_learner(tiny_sample):
+    from paddy.data import train_items
+
+    config = memory.probe_config(tiny_config())
+    items = memory.probe_items(train_items(tiny_sample), config)
+    refs = []
+
+    def fit(items, config, device):
+        return memory.fit_one_epoch(items, config, device, cbs=spy_callbacks(refs, fail=True))
+
+    result = memory.measure_try(items, config, "cpu", fit=fit).judged(16)
+    assert result.oom and not result.fits and "out of memory" in result.error
+    assert refs and all(ref() is None for ref in refs)
+
+
+def test_a_real_try_trains_measures_and_releases_memory(tiny_sample):
+    from paddy.data import train_items
+
+    config = memory.probe_config(tiny_config(), accum=2)
+    items = memory.probe_items(train_items(tiny_sample), config)
+    assert len(items) >= config.bs / (1 - config.valid_pct)  # the tiny class is repeated to a full batch
+    refs = []
+
+    def fit(items, config, device):
+        return memory.fit_one_epoch(items, config, device, cbs=spy_callbacks(refs))
+
+    result = memory.measure_try(items, config, "cpu", fit=fit).judged(16)
+    assert result.fits and not result.oom and result.micro_bs == 8 and result.process_total_mb > 100
+    assert refs and all(ref() is None for ref in refs)
+
+
+def test_plan_with_accum_rewrites_members_without_mutating():
+    plan = parse_plan({"members": [{"arch": "resnet10t", "name": "a"}, {"arch": "resnet10t", "name": "b"}]})
+    rewritten = memory.plan_with_accum(plan, {"a": 4, "b": 1})
+    assert [m.accum for m in rewritten.members] == [4, 1] and [m.accum for m in plan.members] == [1, 1]
+    with pytest.raises(ConfigError, match="b"):
+        memory.plan_with_accum(plan, {"a": 4, "b": None})
+
+
+def test_probe_command_prints_writes_and_rewrites_the_plan(tiny_sample, tmp_path, capsys):
+    plan_path = tmp_path / "plan.toml"
+    plan_path.write_text(load_plan("tiny").path.read_text())
+    out = tmp_path / "probe"
+    code = main(["probe", str(tiny_sample), "--plan", str(plan_path), "--no-subprocess", "--max-accum", "2",
+                 "--budget-gb", "16", "--out", str(out), "--write-plan", "--device", "cpu"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "| resnet10t | 64x48 | 1 | 16 |" in printed and "cpu (peak RSS)" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["probe.csv", "probe.md", "probe.png"]
+    import pandas as pd
+
+    frame = pd.read_csv(out / "probe.csv")
+    assert list(frame["arch"]) == ["resnet10t", "test_convnext"] and frame["fits"].all()
+    assert [m.accum for m in load_plan(plan_path).members] == [1, 1]  # test_convnext had accum 2: 1 fits
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--arch", "resnet10tt", "--size", "32"], "unknown timm architecture"),
+    (["--arch", "resnet10t", "--size", "0"], "size"),
+    (["--arch", "resnet10t", "--size", "32", "--budget-gb", "0"], "budget-gb"),
+    (["--arch", "resnet10t", "--size", "32", "--max-accum", "3"], "power of two"),
+    (["--arch", "resnet10t"], "--size"),
+    (["--arch", "resnet10t", "--size", "32", "--write-plan"], "--plan"),
+])
+def test_bad_input_is_one_line_exit_2_nothing_written(tiny_sample, tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        exit_code = main(["probe", str(tiny_sample), "--no-subprocess", "--out", str(out), *argv])
+        raise SystemExit(exit_code)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and message in err
+    assert not out.exists()
+
+
+def test_a_data_folder_that_check_rejects_is_one_line_exit_2(tiny_sample, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "data"
+    shutil.copytree(tiny_sample, broken)
+    next((broken / "train_images").glob("*/*.jpg")).write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    code = main(["probe", str(broken), "--arch", "resnet10t", "--size", "32", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "problem" in err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_try_in_a_fresh_subprocess_reports_json(tiny_sample):
+    config = memory.probe_config(tiny_config())
+    result = memory.measure_in_subprocess(tiny_sample, config, "cpu")
+    assert result.device == memory.CPU_DEVICE_LABEL and result.process_total_mb > 100 and not result.error

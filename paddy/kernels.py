@@ -28,9 +28,14 @@ KAGGLE_INPUT = "/kaggle/input"
 KAGGLE_WORKING = "/kaggle/working"
 INTERNET_CHOICES = ("auto", "on", "off")
 TITLE_LENGTH = (5, 50)  # Kaggle refuses kernel titles outside this range
-# Wheels worth carrying with --with-deps: the fastai/timm stack whose versions the kit needs. torch, torchvision,
-# pandas, pillow and matplotlib are in every Kaggle image, and their CUDA builds must stay the image's own.
-DEPENDENCY_WHEELS = ("fastai", "fastcore", "fasttransform", "plum-dispatch", "fastprogress", "timm")
+# --with-deps pins these at the versions tested here (requirements.txt in the kit dataset) and packs the wheels of
+# everything they need that a Kaggle image is not counted on to have: pip resolves the rest from the image offline.
+DEPENDENCY_WHEELS = ("fastai", "fastcore", "fasttransform", "timm")
+# In every Kaggle image; the CUDA builds of torch and torchvision must stay the image's own.
+KAGGLE_IMAGE_PROVIDES = ("torch", "torchvision", "numpy", "pandas", "pillow", "matplotlib", "scipy", "scikit-learn",
+                         "spacy", "requests", "pyyaml", "packaging", "cloudpickle", "huggingface-hub", "safetensors",
+                         "typing-extensions", "rich", "setuptools", "six")
+REQUIREMENTS_FILE = "requirements.txt"
 SOURCE_FILES = ("setup.cfg", "pyproject.toml", "setup.py", "MANIFEST.in", "README.md")  # besides paddy/ itself
 USER_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -97,9 +102,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-# Competitions turn the internet off: install the kit (and any dependency wheels packed with it) from its dataset.
-WHEELS = sorted(glob.glob("{kit}/*.whl"))
-subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--quiet", *WHEELS], check=True)
+# Competitions turn the internet off: install the kit from its dataset, and the pinned dependencies packed with it
+# (paddy kernels push --with-deps), taking from the image whatever it already has.
+PIP = [sys.executable, "-m", "pip", "install", "--no-index", "--quiet", "--find-links", "{kit}"]
+subprocess.run([*PIP, "--no-deps", *glob.glob("{kit}/paddy_kit-*.whl")], check=True)
+if Path("{kit}/requirements.txt").is_file():
+    subprocess.run([*PIP, "-r", "{kit}/requirements.txt"], check=True)
 DATA = "{data}"
 OUT = Path("{working}")
 '''
@@ -273,27 +281,49 @@ def kit_source_root():
     return root
 
 
+def _installed(name):
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        return distribution(name)
+    except PackageNotFoundError:
+        raise ConfigError(f"--with-deps: {name} is not installed here; pip install it first") from None
+
+
 def dependency_requirements():
     """Pinned requirements of DEPENDENCY_WHEELS at the versions installed here (what the kit was tested with)."""
-    from importlib.metadata import PackageNotFoundError, version
+    return [f"{name}=={_installed(name).version}" for name in DEPENDENCY_WHEELS]
 
-    pins = []
-    for name in DEPENDENCY_WHEELS:
-        try:
-            pins.append(f"{name}=={version(name)}")
-        except PackageNotFoundError:
-            raise ConfigError(f"--with-deps: {name} is not installed here; pip install it first") from None
-    return pins
+
+def dependency_closure():
+    """Pins of DEPENDENCY_WHEELS and everything they need (no extras), less what every Kaggle image has."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    provided = {canonicalize_name(n) for n in KAGGLE_IMAGE_PROVIDES}
+    todo, pins = list(DEPENDENCY_WHEELS), {}
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in pins or name in provided:
+            continue
+        dist = _installed(name)
+        pins[name] = f"{name}=={dist.version}"
+        for text in dist.requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
+    return sorted(pins.values())
 
 
 def build_wheels(dest, with_deps=False):
-    """Build the kit's wheel (and with_deps, download the pinned dependency wheels) into `dest`."""
+    """Build the kit's wheel into `dest`; with_deps, also the dependency wheels and a requirements.txt of pins."""
     dest = Path(dest)
     commands = [[sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
                  "--wheel-dir", str(dest), str(kit_source_root())]]
     if with_deps:
         commands.append([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-                         "--dest", str(dest), *dependency_requirements()])
+                         "--dest", str(dest), *dependency_closure()])
+        atomic.write_text(dest / REQUIREMENTS_FILE, "\n".join(dependency_requirements()) + "\n")
     for command in commands:
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
@@ -307,7 +337,7 @@ def source_digest(with_deps=False):
     root = kit_source_root()
     files = [root / name for name in SOURCE_FILES if (root / name).is_file()]
     files += [p for p in (root / "paddy").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-    digest = hashlib.sha256("\n".join(dependency_requirements() if with_deps else []).encode())
+    digest = hashlib.sha256("\n".join(dependency_closure() if with_deps else []).encode())
     for path in sorted(files):
         digest.update(f"{path.relative_to(root)}\n".encode() + path.read_bytes())
     return digest.hexdigest()[:16]
@@ -334,8 +364,8 @@ def package_kit(user, out, with_deps=False):
         meta = dataset_metadata(user, __version__, digest)
         shutil.rmtree(out, ignore_errors=True)  # a staging folder of ours, rebuilt when the source changes
         with atomic.atomic_dir(out) as folder:
-            for wheel in wheels:
-                (folder / wheel.name).write_bytes(wheel.read_bytes())
+            for path in [*wheels, *Path(tmp).glob(REQUIREMENTS_FILE)]:
+                (folder / path.name).write_bytes(path.read_bytes())
             atomic.write_json(folder / DATASET_METADATA_FILE, meta)
     atomic.write_text(record, source + "\n")
     return meta, digest

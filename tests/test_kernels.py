@@ -120,7 +120,8 @@ def test_scripts_are_thin_valid_python_that_install_offline(plan):
     for meta, text in kernels.build_kernels(plan, "someone", competition_slug="paddy-disease-classification").values():
         compile(text, meta["code_file"], "exec")
         assert len(text.splitlines()) <= 36
-        assert '"--no-index"' in text and 'glob.glob("/kaggle/input/paddy-kit/*.whl")' in text
+        assert '"--no-index"' in text and 'glob.glob("/kaggle/input/paddy-kit/paddy_kit-*.whl")' in text
+        assert '"-r", "/kaggle/input/paddy-kit/requirements.txt"' in text
         assert _assigned(text, "DATA") == "/kaggle/input/paddy-disease-classification"
 
 
@@ -174,12 +175,14 @@ def test_wheel_digest_follows_content_not_order_or_folder(tmp_path):
     assert kernels.wheel_digest([a]) == kernels.wheel_digest([b]) != kernels.wheel_digest([c])
 
 
-def test_dependency_requirements_pin_installed_versions():
+def test_dependency_pins_and_closure_follow_installed_versions():
     from importlib.metadata import version
 
     pins = kernels.dependency_requirements()
-    assert f"fastai=={version('fastai')}" in pins and f"timm=={version('timm')}" in pins
-    assert not any(p.startswith(("torch==", "torchvision==")) for p in pins)
+    assert pins == [f"{name}=={version(name)}" for name in kernels.DEPENDENCY_WHEELS]
+    closure = kernels.dependency_closure()
+    assert set(pins) <= set(closure) and f"plum-dispatch=={version('plum-dispatch')}" in closure
+    assert not [p for p in closure if p.split("==")[0] in ("torch", "torchvision", "numpy", "pandas")]
 
 
 def test_internet_auto_only_for_members_that_download_weights(plan):

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-# Competitions turn the internet off: install the kit (and any dependency wheels packed with it) from its dataset.
-WHEELS = sorted(glob.glob("/kaggle/input/paddy-kit/*.whl"))
-subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--quiet", *WHEELS], check=True)
+# Competitions turn the internet off: install the kit from its dataset, and the pinned dependencies packed with it
+# (paddy kernels push --with-deps), taking from the image whatever it already has.
+PIP = [sys.executable, "-m", "pip", "install", "--no-index", "--quiet", "--find-links", "/kaggle/input/paddy-kit"]
+subprocess.run([*PIP, "--no-deps", *glob.glob("/kaggle/input/paddy-kit/paddy_kit-*.whl")], check=True)
+if Path("/kaggle/input/paddy-kit/requirements.txt").is_file():
+    subprocess.run([*PIP, "-r", "/kaggle/input/paddy-kit/requirements.txt"], check=True)
 DATA = "/kaggle/input/paddy-disease-classification"
 OUT = Path("/kaggle/working")
 

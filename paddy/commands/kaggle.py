@@ -7,6 +7,11 @@ COMPETITION = "paddy-disease-classification"  # paddy.competition.COMPETITION, w
 
 def register(subparsers):
     """Add the kernels, submit and submissions subcommands."""
+    _register_kernels(subparsers)
+    _register_submissions(subparsers)
+
+
+def _register_kernels(subparsers):
     kernels = subparsers.add_parser("kernels", help="thin Kaggle kernels: render from a plan, push, follow, fetch")
     actions = kernels.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -39,6 +44,8 @@ def register(subparsers):
     output.add_argument("--out", required=True, help="new or empty folder for the files")
     output.set_defaults(func=run_output)
 
+
+def _register_submissions(subparsers):
     submit = subparsers.add_parser("submit", help="check a submission CSV, send it to Kaggle, log it")
     submit.add_argument("csv", help="the submission CSV")
     submit.add_argument("-m", "--message", required=True, help="what this submission tries")

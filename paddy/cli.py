@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "paddy.commands.train",
     "paddy.commands.ensemble",
     "paddy.commands.kaggle",
+    "paddy.commands.collab",
 )
 
 EPILOG = """a competitor's day:

@@ -1,0 +1,87 @@
+"""Explaining a fitted model: item biases, a PCA map of item factors, and the items most like a given one."""
+
+import difflib
+
+import numpy as np
+
+from paddy.errors import DataError
+
+
+def item_biases(fitted, n=5):
+    """(lowest, highest): `n` (title, bias) pairs each, or None when the model has no item bias."""
+    from paddy.collab.models import table
+
+    weight = table(fitted.model, "item_bias")
+    if weight is None:
+        return None
+    bias = weight.detach().reshape(-1).numpy()[1:]
+    order = np.argsort(bias, kind="stable")
+    lowest = [(fitted.titles[i], float(bias[i])) for i in order[:n]]
+    highest = [(fitted.titles[i], float(bias[i])) for i in order[::-1][:n]]
+    return lowest, highest
+
+
+def item_factors(fitted):
+    """The item factor table without the unknown row, as a NumPy array (n_items, n_factors)."""
+    from paddy.collab.models import table
+
+    return table(fitted.model, "item_factors").detach().numpy()[1:]
+
+
+def pca_items(fitted, n=50):
+    """2-D PCA coordinates of the `n` most-rated items' factors (PCA fitted on all items), with their titles."""
+    factors = item_factors(fitted)
+    centred = factors - factors.mean(0)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    top = np.argsort(-fitted.item_counts()[1:], kind="stable")[:n]
+    return centred[top] @ components[:2].T, [fitted.titles[i] for i in top]
+
+
+def plot_pca(coords, titles, path):
+    """Write a labelled scatter plot of PCA coordinates to `path` (PNG) atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers; set before pyplot is imported
+    import matplotlib.pyplot as plt
+
+    from paddy import atomic
+
+    fig, ax = plt.subplots(figsize=(12, 12))
+    ax.scatter(coords[:, 0], coords[:, 1], s=12)
+    for (x, y), title in zip(coords, titles, strict=True):
+        ax.annotate(title[:40], (x, y), fontsize=7, alpha=0.8)
+    ax.set(xlabel="PC 1", ylabel="PC 2", title="Item factors: first two principal components (most-rated items)")
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return path
+
+
+def find_item(fitted, text):
+    """Index of the item whose title (or id) is `text`: exact, else a unique substring; else a DataError."""
+    wanted = str(text).strip().lower()
+    titles = [title.lower() for title in fitted.titles]
+    for i, (title, item) in enumerate(zip(titles, fitted.items, strict=True)):
+        if wanted in (title, str(item).lower()):
+            return i + 1
+    partial = [i for i, title in enumerate(titles) if wanted and wanted in title]
+    if len(partial) == 1:
+        return partial[0] + 1
+    if partial:
+        counts = fitted.item_counts()[1:]
+        names = [fitted.titles[i] for i in sorted(partial, key=lambda i: -counts[i])[:5]]
+        raise DataError(f"{text!r} matches {len(partial)} titles, e.g. {'; '.join(names)}; give the full title")
+    close = difflib.get_close_matches(wanted, titles, n=3, cutoff=0.5)
+    hint = f"did you mean {'; '.join(fitted.titles[titles.index(c)] for c in close)}?" if close else \
+        "no close match either; check the spelling (titles carry the year, e.g. 'Toy Story (1995)')"
+    raise DataError(f"no item titled {text!r}; {hint}")
+
+
+def similar_items(fitted, index, n=10):
+    """The `n` items whose factors are closest to item `index` by cosine similarity: (title, similarity) pairs."""
+    factors = item_factors(fitted)
+    norms = np.linalg.norm(factors, axis=1) + 1e-12
+    sims = factors @ factors[index - 1] / (norms * norms[index - 1])
+    sims[index - 1] = -np.inf
+    order = np.argsort(-sims, kind="stable")[:n]
+    return [(fitted.titles[i], float(sims[i])) for i in order]

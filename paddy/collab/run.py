@@ -1,0 +1,115 @@
+"""`paddy collab` end to end: load, check, split, train, evaluate, explain, and write one output folder.
+
+The output folder (default runs/collab) holds model.pth (see `fitted`), metrics.json (the resolved config, data
+source, split, valid_mse, valid_rmse, seconds_per_epoch, per-epoch history, top-N metrics), pca_items.png and
+crosstab.csv. It is built in a temporary folder beside the target and moved into place at the end, so bad input
+or a crash leaves nothing behind, and an older collab output there is replaced whole.
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from paddy import atomic
+from paddy.errors import ConfigError
+
+METRICS_FILE = "metrics.json"
+PCA_FILE = "pca_items.png"
+CROSSTAB_FILE = "crosstab.csv"
+
+
+@dataclass
+class CollabReport:
+    """What a run produced, for printing: metrics, biases, similar items, and where the files went."""
+
+    metrics: dict
+    biases: tuple | None
+    similar: tuple  # (title, [(title, cosine), ...])
+    out: Path
+    history: list
+
+
+def check_out(out):
+    """Refuse an output folder that holds something other than an earlier collab output."""
+    out = Path(out)
+    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not (out / METRICS_FILE).is_file()):
+        raise ConfigError(f"--out {out} exists and is not a collab output folder; choose a new or empty folder")
+
+
+@contextlib.contextmanager
+def publish_dir(out):
+    """Yield a temporary folder beside `out`; on success it replaces `out` whole, on failure it is removed."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    old = out.parent / f"{tmp.name}.old"
+    try:
+        yield tmp
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def train_splits(ratings, config, folds=1):
+    """(train, valid) frame pairs: k-fold when `folds` > 1, else the configured split."""
+    from paddy.collab.data import kfold_splits, split_frames
+
+    if folds > 1:
+        frame = ratings.frame
+        return [(frame.iloc[t].reset_index(drop=True), frame.iloc[v].reset_index(drop=True))
+                for t, v in kfold_splits(len(frame), folds, config.seed)]
+    return [split_frames(ratings, config.split, config.valid_pct, config.seed)]
+
+
+def fit_and_score(ratings, config, folds=1, k=10, progress=True):
+    """Train on each split; returns the first fit and metrics (MSE/RMSE per fold and their mean, top-N on fold 1)."""
+    from paddy.collab.evaluate import evaluate_ratings, top_n_metrics
+    from paddy.collab.train import fit_collab
+
+    first, scores, topn = None, [], None
+    for train, valid in train_splits(ratings, config, folds):
+        result = fit_collab(train, valid, config, ratings.titles, progress)
+        scores.append(evaluate_ratings(result.fitted, valid))
+        if first is None:
+            first, topn = result, top_n_metrics(result.fitted, valid, k=k)
+    mean_mse = sum(s["mse"] for s in scores) / len(scores)
+    seconds = [row["seconds"] for row in first.history]
+    metrics = {"valid_mse": mean_mse, "valid_rmse": mean_mse ** 0.5,
+               "seconds_per_epoch": sum(seconds) / len(seconds), "threads": first.threads,
+               "folds": [{"fold": i, **s} for i, s in enumerate(scores)] if folds > 1 else None,
+               "valid": scores[0], "top_n": topn, "history": first.history}
+    return first, metrics
+
+
+def run_collab(config, data="ml-latest-small", out="runs/collab", folds=1, columns=(None, None, None),
+               progress=True):
+    """Train, evaluate and explain a collab model on `data`; write model, metrics and plots to `out`."""
+    from paddy.collab.data import crosstab, load_ratings
+    from paddy.collab.fitted import save_model
+    from paddy.collab.interpret import item_biases, pca_items, plot_pca, similar_items
+    from paddy.collab.train import resolve_y_range
+
+    start = time.perf_counter()
+    check_out(out)
+    ratings = load_ratings(data, *columns)
+    resolve_y_range(config, ratings.rating_range)  # ratings outside a given y_range: an error before any work
+    result, metrics = fit_and_score(ratings, config, folds, progress=progress)
+    fitted = result.fitted
+    most_rated = int(fitted.item_counts()[1:].argmax()) + 1
+    similar = (fitted.title(most_rated), similar_items(fitted, most_rated, n=10))
+    metrics.update({"config": config.to_dict(), "data": ratings.source, "n_ratings": len(ratings.frame),
+                    "split": f"{folds}-fold" if folds > 1 else config.split, "kind": config.kind})
+    with publish_dir(out) as tmp:
+        save_model(fitted, tmp / "model.pth")
+        plot_pca(*pca_items(fitted, n=50), tmp / PCA_FILE)
+        atomic.write_csv(tmp / CROSSTAB_FILE, crosstab(ratings, 15), index=True)
+        metrics["seconds_total"] = round(time.perf_counter() - start, 2)
+        atomic.write_json(tmp / METRICS_FILE, metrics)
+    return CollabReport(metrics, item_biases(fitted, 5), similar, Path(out), result.history)

@@ -145,3 +145,145 @@ def test_loss_and_metrics_survive_pickling_as_learn_export_needs():
     assert loss_func.head_sizes == SIZES and loss_func.weights == (1.0, 0.5)
     metric = pickle.loads(pickle.dumps(multitask_metrics(("label", "variety"), SIZES)[1]))
     assert metric.name == "variety_error" and float(metric(LOGITS, LABEL, VARIETY)) == 0.0
+
+
+# ---- through the data layer, the learner and the CLI ----
+
+TINY = ["--arch", "resnet10t", "--no-pretrained", "--size", "32", "--item-size", "32", "--bs", "16", "--workers", "0",
+        "--device", "cpu"]
+
+
+def _subset(sample, out, labels, varieties):
+    """A copy of `sample` keeping only images of the given labels and varieties."""
+    import shutil
+
+    import pandas as pd
+
+    frame = pd.read_csv(sample / "train.csv", dtype=str)
+    keep = frame[frame.label.isin(labels) & frame.variety.isin(varieties)]
+    shutil.copytree(sample / "test_images", out / "test_images")
+    for row in keep.itertuples():
+        (out / "train_images" / row.label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(sample / "train_images" / row.label / row.image_id, out / "train_images" / row.label)
+    keep.to_csv(out / "train.csv", index=False)
+    shutil.copy(sample / "sample_submission.csv", out)
+    return out
+
+
+def test_learner_heads_follow_the_vocabs_3_diseases_x_4_varieties(tiny_sample, tmp_path):
+    import pandas as pd
+
+    from paddy import data
+    from paddy.config import TrainConfig
+    from paddy.train import build_learner
+
+    counts = pd.read_csv(tiny_sample / "train.csv")
+    labels = list(counts.label.value_counts().index[:3])
+    varieties = list(counts.variety.value_counts().index[:4])
+    folder = _subset(tiny_sample, tmp_path / "d", labels, varieties)
+    config = TrainConfig(arch="resnet10t", pretrained=False, size=32, item_size=32, bs=8, num_workers=0,
+                         device="cpu", targets=("label", "variety"))
+    dls = data.image_dataloaders(data.train_items(folder), config)
+    learn = build_learner(dls, config, device="cpu")
+    vocabs = data.dataloader_vocabs(dls, config.targets)
+    assert {t: len(v) for t, v in vocabs.items()} == {"label": 3, "variety": len(set(varieties))}
+    assert learn.loss_func.head_sizes == (3, len(vocabs["variety"]))
+    xb, label, variety = dls.one_batch()
+    learn.model.eval()
+    with torch.no_grad():
+        logits = learn.model(xb)
+    assert logits.shape == (len(xb), 3 + len(vocabs["variety"]))
+    assert torch.isfinite(learn.loss_func(logits, label, variety))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--targets", "label,age"], "unknown target"),
+    (["--targets", "variety"], "must start with 'label'"),
+    (["--targets", "label,variety", "--target-weights", "1"], "1 target weight(s) for 2 target(s)"),
+    (["--targets", "label,variety", "--target-weights", "1,-0.5"], "must be >= 0"),
+    (["--targets", "label,variety", "--target-weights", "1,x"], "must be numbers"),
+])
+def test_cli_refuses_bad_targets_and_weights(tiny_sample, tmp_path, capsys, args, message):
+    from paddy.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", str(tiny_sample), *TINY, *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("blank_variety", "have no variety"),
+    ("drop_variety", "variety"),
+])
+def test_cli_refuses_missing_varieties_and_writes_nothing(tiny_sample, tmp_path, capsys, damage, message):
+    import shutil
+
+    import pandas as pd
+
+    from paddy.cli import main
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_sample, data)
+    frame = pd.read_csv(data / "train.csv", dtype=str)
+    if damage == "blank_variety":
+        frame.loc[5, "variety"] = None
+    else:
+        frame = frame.drop(columns=["variety"])
+    frame.to_csv(data / "train.csv", index=False)
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    out = tmp_path / "run"
+    assert main(["train", str(data), *TINY, "--targets", "label,variety", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists() and sorted(p.relative_to(data) for p in data.rglob("*")) == before
+
+
+def _check_probs(run, target, vocab, test_ids):
+    """A probabilities file of the run-folder contract: vocab columns, values in [0, 1], rows summing to 1."""
+    from paddy import run_folder
+
+    valid = run_folder.read_probs(run_folder.valid_probs_path(run, target), vocab=vocab)
+    test = run_folder.read_probs(run_folder.test_probs_path(run, target), vocab=vocab)
+    assert sorted(test.image_ids) == sorted(test_ids)
+    for probs in (valid.probs, test.probs):
+        assert (probs >= 0).all() and (probs <= 1).all()
+        assert abs(probs.sum(axis=1) - 1).max() < 1e-4
+    predicted = [vocab[i] for i in valid.probs.argmax(axis=1)]
+    error = sum(p != t for p, t in zip(predicted, valid.true)) / len(predicted)
+    majority = max(valid.true.count(c) for c in set(valid.true)) / len(valid.true)
+    return error, 1 - majority
+
+
+@pytest.mark.slow
+def test_cli_multi_target_run_folder_and_a_tiny_model_beats_chance_on_both_heads(tmp_path, capsys):
+    import pandas as pd
+
+    from paddy import run_folder
+    from paddy.cli import main
+    from paddy.sample import make_sample
+
+    data = make_sample(tmp_path / "data", n_train=300, n_test=16, size=(48, 64), seed=1)
+    run = tmp_path / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a small model loses to threading overhead on a busy 2-core machine
+    try:
+        code = main(["train", str(data), *TINY, "--targets", "label,variety", "--target-weights", "1,1",
+                     "--no-finetune", "--epochs", "4", "--lr", "5e-3", "--seed", "1", "--tta", "2,0.25",
+                     "--out", str(run)])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0, capsys.readouterr().err
+    assert run_folder.is_complete(run)
+    vocabs = run_folder.read_vocab(run)
+    assert list(vocabs) == ["label", "variety"] and all(len(v) == 10 for v in vocabs.values())
+    metrics = pd.read_csv(run / run_folder.METRICS)
+    assert {"label_error", "variety_error", "label_loss", "variety_loss"} <= set(metrics.columns)
+    assert len(metrics) == 4 and metrics[["label_error", "variety_error"]].notna().all().all()
+    test_ids = [p.name for p in (data / "test_images").iterdir()]
+    label_error, label_chance = _check_probs(run, "label", vocabs["label"], test_ids)
+    variety_error, variety_chance = _check_probs(run, "variety", vocabs["variety"], test_ids)
+    # Chance = always the majority class of the validation split (stricter than uniform guessing).
+    assert label_error < label_chance - 0.2, (label_error, label_chance)
+    assert variety_error < variety_chance - 0.1, (variety_error, variety_chance)

@@ -46,6 +46,7 @@ def publish_dir(out):
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the output is an ordinary folder
     old = out.parent / f"{tmp.name}.old"
     try:
         yield tmp

@@ -138,6 +138,16 @@ def test_loss_takes_fastai_tensor_types_and_keeps_the_gradient():
     assert logits.grad is not None and logits.grad.abs().sum() > 0
 
 
+
+def test_half_precision_logits_give_float32_losses_and_probabilities():
+    # On CUDA the learner runs in mixed precision: the heads' logits may arrive as float16.
+    loss_func = MultiTargetLoss(SIZES)
+    half = LOGITS.half()
+    assert torch.allclose(loss_func(half, LABEL, VARIETY), loss_func(half.float(), LABEL, VARIETY))
+    probs = loss_func.activation(half)
+    assert probs.dtype == torch.float32
+    assert torch.allclose(probs.sum(1), torch.full((4,), 2.0))
+
 def test_loss_and_metrics_survive_pickling_as_learn_export_needs():
     import pickle
 

@@ -1,0 +1,264 @@
+"""Training: arch checks, accumulation equivalence, a complete run folder, resume, plans and bad input."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from paddy import data, run_folder, train
+from paddy.cli import main
+from paddy.config import TrainConfig
+from paddy.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on these shared 2-core machines two threads run ~10x slower under load."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _config(**changes):
+    base = dict(arch="resnet10t", size=32, item_size=(64, 48), bs=8, epochs=1, finetune=False, pretrained=False,
+                num_workers=0, device="cpu", tta="flip")
+    return TrainConfig(**{**base, **changes})
+
+
+# --- architectures -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["resnet10t", "convnext_small.fb_in22k", "convnext_small_in22k",
+                                  "vit_large_patch16_224", "swinv2_large_window12_192_22k"])
+def test_check_arch_accepts_names_tags_and_old_aliases(name):
+    assert train.check_arch(name) == name
+
+
+def test_check_arch_rejects_with_close_matches():
+    with pytest.raises(ConfigError, match="unknown timm architecture 'convnext_smal'.*convnext_small"):
+        train.check_arch("convnext_smal")
+    with pytest.raises(ConfigError, match="no pretrained tag 'nope'.*fb_in22k"):
+        train.check_arch("convnext_small.nope")
+
+
+def test_schedule_matches_fine_tune():
+    frozen, unfrozen = train.schedule(_config(finetune=True, epochs=3, lr=0.01))
+    assert (frozen.epochs, frozen.frozen, unfrozen.epochs, unfrozen.frozen) == (1, True, 3, False)
+    assert unfrozen.kwargs["lr_max"] == slice(0.005 / 100, 0.005)  # fine_tune halves lr, lr_mult=100
+    (only,) = train.schedule(_config(finetune=False, epochs=2, lr=0.01))
+    assert (only.epochs, only.frozen, only.kwargs["lr_max"]) == (2, False, 0.01)
+
+
+# --- gradient accumulation ----------------------------------------------------------------------------------
+
+
+def _strip_norm_and_dropout(module):
+    # Batch norm makes micro-batches differ from the full batch, dropout makes passes random: remove both.
+    for name, child in module.named_children():
+        if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout)):
+            setattr(module, name, nn.Identity())
+        else:
+            _strip_norm_and_dropout(child)
+
+
+def _recording_callback():
+    from fastai.callback.core import Callback
+
+    class StepRecorder(Callback):
+        order = 50  # after GradientAccumulation, which cancels the step until bs samples were seen
+
+        def before_fit(self):
+            self.grads, self.steps, self.batches = [], 0, 0
+
+        def after_loss(self):
+            self.batches += self.training  # validation batches do not count
+
+        def before_step(self):
+            self.grads.append([p.grad.detach().clone() for p in self.learn.model.parameters()])
+
+        def after_step(self):
+            self.steps += 1
+
+    return StepRecorder()
+
+
+def _fixed_learner(dls, config, xs, ys, state=None):
+    """The kit's learner, without batch norm, fed fixed tensors in a fixed order."""
+    from fastai.data.core import DataLoaders
+    from fastai.data.load import DataLoader
+
+    learn = train.build_learner(dls, config)
+    _strip_norm_and_dropout(learn.model)
+    if state is not None:
+        learn.model.load_state_dict(state)
+    pairs = list(zip(xs, ys))
+    learn.dls = DataLoaders(DataLoader(pairs, bs=config.micro_bs, shuffle=False),
+                            DataLoader(pairs[:4], bs=4, shuffle=False), device="cpu")
+    return learn
+
+
+def test_accumulation_equals_full_batch(tiny_sample):
+    from fastai.torch_core import set_seed
+
+    config = _config(bs=8, accum=4)
+    dls = data.image_dataloaders(data.train_items(tiny_sample), config)
+    xs, ys = [], []
+    for _ in range(8):  # 16 fixed images: two effective batches of 8
+        x, y = dls.train.one_batch()
+        xs.extend(x[:2].float())
+        ys.extend(y[:2])
+    accumulated = _fixed_learner(dls, config, xs, ys)
+    full = _fixed_learner(dls, config.replace(accum=1), xs, ys, state=accumulated.model.state_dict())
+    results = []
+    for learn in (accumulated, full):
+        recorder = _recording_callback()
+        set_seed(0)
+        learn.fit(1, lr=1e-3, cbs=[recorder])
+        results.append(recorder)
+    acc, ref = results
+    assert (acc.batches, acc.steps) == (8, 2)  # 8 micro-batches of 2, one step per effective batch of 8
+    assert (ref.batches, ref.steps) == (2, 2)
+    for step in range(2):
+        for g_acc, g_ref in zip(acc.grads[step], ref.grads[step], strict=True):
+            torch.testing.assert_close(g_acc, g_ref, rtol=1e-4, atol=1e-6)
+    for p_acc, p_ref in zip(accumulated.model.parameters(), full.model.parameters(), strict=True):
+        torch.testing.assert_close(p_acc, p_ref, rtol=1e-4, atol=1e-5)
+
+
+# --- whole runs ---------------------------------------------------------------------------------------------
+
+
+def test_train_run_writes_a_complete_run_folder(tiny_sample, tmp_path):
+    out = tmp_path / "run"
+    result = train.train_run(tiny_sample, _config(accum=2), out)
+    for name in (run_folder.CONFIG, run_folder.METRICS, run_folder.PLOT, run_folder.MODEL, run_folder.VOCAB,
+                 run_folder.RESULT):
+        assert (out / name).is_file(), name
+    assert not (out / run_folder.CHECKPOINTS).exists()
+    vocab = run_folder.read_vocab(out)["label"]
+    valid = run_folder.read_probs(run_folder.valid_probs_path(out), vocab=vocab)
+    test = run_folder.read_probs(run_folder.test_probs_path(out), vocab=vocab)
+    np.testing.assert_allclose(valid.probs.sum(axis=1), 1.0, atol=1e-4)
+    assert test.image_ids == tuple(data.test_items(tiny_sample)["image_id"])
+    assert set(valid.true) <= set(vocab) and len(valid.image_ids) == 24  # 20% of 120
+    stored = json.loads((out / run_folder.CONFIG).read_text())
+    assert stored["accum"] == 2 and stored["valid_seed"] == 42 and "fastai" in stored["versions"]
+    assert result["epochs"] == 1 and set(result["valid_error_tta"]) == {"label"}
+    again = train.train_run(tiny_sample, _config(accum=2), out)
+    assert again["skipped"] is True  # a complete run folder is never retrained
+
+
+class Killed(Exception):
+    """Stands in for a kill after the first epoch's checkpoint."""
+
+
+def _kill_after_first_epoch():
+    from fastai.callback.core import Callback
+
+    class KillAfterFirstEpoch(Callback):
+        order = 90  # after the run's own epoch saver
+
+        def after_epoch(self):
+            raise Killed()
+
+    return KillAfterFirstEpoch()
+
+
+def test_interrupted_run_resumes_from_last_epoch(tiny_sample, tmp_path):
+    out, config = tmp_path / "run", _config(epochs=2, tta="none")
+    with pytest.raises(Killed):
+        train.train_run(tiny_sample, config, out, cbs=[_kill_after_first_epoch()])
+    assert not run_folder.is_complete(out)
+    first = train.read_metrics(out)
+    assert len(first) == 1 and list((out / run_folder.CHECKPOINTS).glob("*.pth"))
+    with pytest.raises(ConfigError, match="different config"):
+        train.train_run(tiny_sample, config.replace(lr=0.5), out)
+    result = train.train_run(tiny_sample, config, out)
+    assert result["resumed_from"] == [0, 1]
+    rows = train.read_metrics(out)
+    assert [r["epoch"] for r in rows] == [0, 1] and rows[0] == first[0]
+
+
+@pytest.mark.slow
+def test_two_target_run_writes_both_heads(tiny_sample, tmp_path):
+    out = tmp_path / "run"
+    train.train_run(tiny_sample, _config(targets=("label", "variety"), target_weights=(1, 0.5)), out)
+    vocabs = run_folder.read_vocab(out)
+    for target in ("label", "variety"):
+        probs = run_folder.read_probs(run_folder.valid_probs_path(out, target), vocab=vocabs[target])
+        np.testing.assert_allclose(probs.probs.sum(axis=1), 1.0, atol=1e-4)
+        run_folder.read_probs(run_folder.test_probs_path(out, target), vocab=vocabs[target])
+    assert {"label_error", "variety_error"} <= set(train.read_metrics(out)[0])
+
+
+# --- the command line ---------------------------------------------------------------------------------------
+
+
+def test_cli_trains_one_run(tiny_sample, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", str(tiny_sample), "--arch", "resnet10t", "--size", "32", "--item-size", "64,48",
+                 "--epochs", "1", "--bs", "8", "--accum", "4", "--no-finetune", "--no-pretrained", "--tta", "none",
+                 "--workers", "0", "--device", "cpu", "--out", str(out)])
+    assert code == 0 and run_folder.is_complete(out)
+    assert "resnet10t" in capsys.readouterr().out
+    assert json.loads((out / run_folder.CONFIG).read_text())["accum"] == 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--arch", "resnet10q", "--size", "32"], "unknown timm architecture 'resnet10q'"),
+    (["--arch", "resnet10t", "--size", "32", "--accum", "3"], "accum must be a power of two"),
+    (["--arch", "resnet10t", "--size", "32", "--accum", "16", "--bs", "8"], "no larger than bs=8"),
+    (["--arch", "resnet10t", "--size", "32", "--targets", "label,colour"], "unknown target"),
+    (["--arch", "resnet10t"], "needs --arch, --size and --out"),
+])
+def test_cli_bad_input_leaves_no_run_folder(tiny_sample, tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    assert main(["train", str(tiny_sample), *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_cli_bad_size_is_a_usage_error(tiny_sample, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", str(tiny_sample), "--arch", "resnet10t", "--size", "0", "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_rejected_data_folder_leaves_no_run_folder(tiny_sample, tmp_path, capsys):
+    damaged = shutil.copytree(tiny_sample, tmp_path / "data")
+    victim = sorted((damaged / "train_images").glob("*/*.jpg"))[0]
+    victim.write_bytes(victim.read_bytes()[:100])  # truncated JPEG
+    out = tmp_path / "run"
+    code = main(["train", str(damaged), "--arch", "resnet10t", "--size", "32", "--no-pretrained", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "paddy check" in err
+    assert not out.exists()
+
+
+def test_cli_bad_plan_leaves_no_runs(tiny_sample, tmp_path, capsys):
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[[members]]\narch = "resnet10t"\nsize = 32\ncolour = "red"\n')
+    runs = tmp_path / "runs"
+    assert main(["train", str(tiny_sample), "--plan", str(plan), "--runs", str(runs)]) == 2
+    assert "unknown key(s) colour" in capsys.readouterr().err
+    plan.write_text('[[members]]\narch = "resnet10q"\nsize = 32\n')
+    assert main(["train", str(tiny_sample), "--plan", str(plan), "--runs", str(runs)]) == 2
+    assert "resnet10q" in capsys.readouterr().err
+    assert not runs.exists()
+
+
+@pytest.mark.slow
+def test_tiny_plan_trains_every_member_then_skips(tiny_sample, tmp_path):
+    from paddy.plan import load_plan
+
+    plan = load_plan("tiny")
+    results = train.train_plan(tiny_sample, plan, tmp_path / "runs")
+    assert [r["run"] for r in results] == [m.run_name for m in plan.members]
+    assert all(run_folder.is_complete(tmp_path / "runs" / m.run_name) for m in plan.members)
+    assert all(r.get("skipped") for r in train.train_plan(tiny_sample, plan, tmp_path / "runs"))

@@ -145,33 +145,39 @@ def _test_targets(n_test, rng):
     return draw(competition.LABEL_COUNTS), draw(competition.VARIETY_COUNTS)
 
 
-def make_sample(out, n_train=200, n_test=50, size=(480, 640), seed=42):
-    """Write a synthetic competition folder to `out` (size is WIDTH x HEIGHT); return its path."""
+def _write_folder(root, train, tests, size, seed, progress):
+    """Draw every image into the folder `root` (train rows, then (image_id, label, variety) tests), then the CSVs."""
     import pandas as pd
+    from fastprogress.fastprogress import progress_bar
 
+    rng = np.random.default_rng([seed, 1])  # its own stream: the CSVs do not depend on how images are drawn
+    grain = grain_tile(size, rng)
+    for label in sorted(set(train["label"])):  # no empty label folders: `check` would flag them
+        (root / competition.TRAIN_IMAGES / label).mkdir(parents=True)
+    (root / competition.TEST_IMAGES).mkdir()
+    jobs = [(root / competition.TRAIN_IMAGES / r.label / r.image_id, r.label, r.variety) for r in train.itertuples()]
+    jobs += [(root / competition.TEST_IMAGES / image_id, label, variety) for image_id, label, variety in tests]
+    for path, label, variety in progress_bar(jobs, leave=False) if progress else jobs:
+        draw_image(label, variety, size, rng, grain).save(path, quality=90)
+    train.to_csv(root / competition.TRAIN_CSV, index=False)
+    submission = pd.DataFrame({"image_id": [t[0] for t in tests], "label": ""})
+    submission.to_csv(root / competition.SAMPLE_SUBMISSION_CSV, index=False)
+
+
+def make_sample(out, n_train=200, n_test=50, size=(480, 640), seed=42, progress=False):
+    """Write a synthetic competition folder to `out` (size is WIDTH x HEIGHT); return its path."""
     out = Path(out)
     if n_train <= 0 or n_test <= 0:
         raise ConfigError(f"n_train and n_test must be positive, got {n_train} and {n_test}")
-    size = parse_wxh("x".join(str(s) for s in size)) if not isinstance(size, str) else parse_wxh(size)
+    size = parse_wxh(size if isinstance(size, str) else "x".join(str(s) for s in size))
     _check_out(out)
     rng = np.random.default_rng(seed)
-    grain = grain_tile(size, rng)
     train = _train_frame(n_train, rng)
-    test_labels, test_varieties = _test_targets(n_test, rng)
     test_ids = [f"{competition.FIRST_TEST_ID + i}.jpg" for i in range(n_test)]
+    tests = list(zip(test_ids, *_test_targets(n_test, rng)))
     try:
         with atomic.atomic_dir(out) as tmp:
-            for label in sorted(set(train["label"])):  # no empty label folders: `check` would flag them
-                (tmp / competition.TRAIN_IMAGES / label).mkdir(parents=True)
-            (tmp / competition.TEST_IMAGES).mkdir()
-            for row in train.itertuples():
-                path = tmp / competition.TRAIN_IMAGES / row.label / row.image_id
-                draw_image(row.label, row.variety, size, rng, grain).save(path, quality=90)
-            for image_id, label, variety in zip(test_ids, test_labels, test_varieties):
-                draw_image(label, variety, size, rng, grain).save(tmp / competition.TEST_IMAGES / image_id, quality=90)
-            train.to_csv(tmp / competition.TRAIN_CSV, index=False)
-            pd.DataFrame({"image_id": test_ids, "label": ""}).to_csv(tmp / competition.SAMPLE_SUBMISSION_CSV,
-                                                                     index=False)
+            _write_folder(tmp, train, tests, size, seed, progress)
     except OSError as error:
         raise DataError(f"cannot write {out}: {error.strerror or error}; choose a folder you can write to") from None
     return out

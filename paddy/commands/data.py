@@ -45,7 +45,8 @@ def run_sample(args):
     """paddy sample OUT."""
     from paddy.sample import make_sample
 
-    out = make_sample(args.out, n_train=args.n_train, n_test=args.n_test, size=args.size, seed=args.seed)
+    out = make_sample(args.out, n_train=args.n_train, n_test=args.n_test, size=args.size, seed=args.seed,
+                      progress=sys.stdout.isatty())
     width, height = args.size
     print(f"wrote {out}: {args.n_train} train and {args.n_test} test images, {width}x{height}, seed {args.seed}")
 

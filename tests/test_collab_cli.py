@@ -1,0 +1,133 @@
+"""`paddy collab` end to end on tiny files: loaders, outputs, recommend/similar, and every bad input (exit 2)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from paddy.cli import main
+from paddy.collab.data import load_ml100k, load_ml_latest_small, load_ratings, split_frames
+
+
+def write_ratings(path, n_users=30, n_items=20, seed=0, columns=("uid", "iid", "stars")):
+    """A small ratings CSV (about half the pairs rated, 1..5 stars)."""
+    rng = np.random.default_rng(seed)
+    pairs = [(u, i) for u in range(n_users) for i in range(n_items) if rng.random() < 0.5]
+    frame = pd.DataFrame(pairs, columns=columns[:2])
+    frame[columns[2]] = rng.integers(1, 6, len(frame)).astype(float)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def write_ml100k(folder, n=200, seed=0):
+    """A tiny folder in MovieLens 100k's format: u.data (tabs), u.item (pipes, latin-1), u1.base and u1.test."""
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    rows = [f"{rng.integers(1, 21)}\t{rng.integers(1, 16)}\t{rng.integers(1, 6)}\t{880000000 + k}" for k in range(n)]
+    (folder / "u.data").write_text("\n".join(rows) + "\n")
+    (folder / "u1.base").write_text("\n".join(rows[:150]) + "\n")
+    (folder / "u1.test").write_text("\n".join(rows[150:]) + "\n")
+    items = [f"{i}|Film {i} (199{i % 10})|01-Jan-1995||http://x|0|1" for i in range(1, 16)]
+    items[0] = "1|Amélie (2001)|01-Jan-2001||http://x|0|1"
+    (folder / "u.item").write_bytes(("\n".join(items) + "\n").encode("latin-1"))
+    return folder
+
+
+def run(capsys, *argv):
+    """Run the CLI; returns (exit code, stdout, stderr)."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_ml100k_loader_reads_its_formats_and_canonical_split(tmp_path):
+    ratings = load_ml100k(write_ml100k(tmp_path / "ml-100k"))
+    assert len(ratings.frame) == 200 and list(ratings.frame.columns) == ["user", "item", "rating"]
+    assert ratings.title("1") == "Amélie (2001)"
+    train, valid = split_frames(ratings, "u1")
+    assert (len(train), len(valid)) == (150, 50)
+    assert load_ratings(str(tmp_path / "ml-100k")).source == ratings.source
+
+
+def test_embedded_latest_small_ships_with_its_licence():
+    ratings = load_ml_latest_small()
+    assert len(ratings.frame) == 100836 and ratings.frame["user"].nunique() == 610
+    assert len(ratings.titles) == 9742 and ratings.rating_range == (0.5, 5.0)
+    from paddy.collab.data import embedded_path
+
+    assert "MovieLens" in (embedded_path() / "README.txt").read_text()
+
+
+def test_train_then_recommend_and_similar_from_the_saved_folder(tmp_path, capsys):
+    data, out = write_ratings(tmp_path / "r.csv"), tmp_path / "out"
+    code, text, err = run(capsys, "collab", "--data", str(data), "--epochs", "2", "--factors", "4", "--out",
+                          str(out), "--quiet")
+    assert code == 0, err
+    assert {p.name for p in out.iterdir()} == {"model.pth", "metrics.json", "pca_items.png", "crosstab.csv"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["valid_rmse"] == pytest.approx(metrics["valid_mse"] ** 0.5) and metrics["seconds_per_epoch"] > 0
+    assert "valid MSE" in text and "highest item biases" in text
+    code, text, _ = run(capsys, "collab", "recommend", "--model", str(out), "--user", "3", "-n", "4")
+    assert code == 0 and "known user" in text and len(text.strip().splitlines()) == 5
+    code, text, _ = run(capsys, "collab", "recommend", "--model", str(out), "--user", "stranger", "-n", "2")
+    assert code == 0 and "cold start" in text
+    code, text, _ = run(capsys, "collab", "recommend", "--model", str(out), "--user", "new", "--rated", "1=5", "2=1")
+    assert code == 0 and "fold-in of 2" in text and "[1]" not in text and "[2]" not in text
+    code, text, _ = run(capsys, "collab", "similar", "--model", str(out), "--item", "7", "-n", "3")
+    assert code == 0 and "most similar to 7" in text and len(text.strip().splitlines()) == 4
+    code, _, err = run(capsys, "collab", "similar", "--model", str(out), "--item", "77777")
+    assert code == 2 and "no item titled '77777'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_nn_model_and_kfold_run(tmp_path, capsys):
+    data = write_ratings(tmp_path / "r.csv", 20, 12)
+    code, text, err = run(capsys, "collab", "--data", str(data), "--model", "nn", "--epochs", "1", "--kfold", "2",
+                          "--out", str(tmp_path / "nn"), "--quiet")
+    assert code == 0, err
+    assert len(json.loads((tmp_path / "nn" / "metrics.json").read_text())["folds"]) == 2
+
+
+def test_similar_suggests_close_titles(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(capsys, "collab", "--data", str(write_ml100k(tmp_path / "ml")), "--epochs", "1", "--out", str(out),
+               "--quiet")[0] == 0
+    code, _, err = run(capsys, "collab", "similar", "--model", str(out), "--item", "Amelie (2001)")
+    assert code == 2 and "did you mean Amélie (2001)?" in err
+
+
+BAD_FILES = {
+    "misnamed column": ("user,movie,rating\n1,2,3\n", ["--item-col", "item"], "no column(s) ['item']"),
+    "non-numeric rating": ("u,i,r\n1,2,3\n1,3,good\n", [], "'good' in data row 2 is not a number"),
+    "empty file": ("", [], "is empty"),
+    "header only": ("u,i,r\n", [], "has no ratings"),
+    "outside y_range": ("u,i,r\n1,2,3\n2,2,9\n", ["--y-range", "0,5.5"], "widen --y-range"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, case):
+    text, extra, message = BAD_FILES[case]
+    (tmp_path / "bad.csv").write_text(text)
+    code, _, err = run(capsys, "collab", "--data", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "out"), *extra)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
+
+
+@pytest.mark.parametrize("flag", [["--factors", "0"], ["--epochs", "-1"], ["--epochs", "two"]])
+def test_non_positive_factors_or_epochs_are_usage_errors(tmp_path, capsys, flag):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["collab", *flag, "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and not (tmp_path / "out").exists()
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_missing_model_folder_and_foreign_output_folder(tmp_path, capsys):
+    code, _, err = run(capsys, "collab", "recommend", "--model", str(tmp_path / "none"), "--user", "1")
+    assert code == 2 and "train one first" in err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    code, _, err = run(capsys, "collab", "--data", str(write_ratings(tmp_path / "r.csv")), "--out",
+                       str(tmp_path / "mine"))
+    assert code == 2 and "not a collab output folder" in err
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]

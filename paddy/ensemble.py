@@ -211,7 +211,7 @@ def resolve_out(out, overwrite=False):
 
 def member_summary(member):
     """One member for the log: its name and its config's key fields."""
-    fields = ",".join(f"{k}={_compact(v)}" for k, v in member.config.items())
+    fields = " ".join(f"{k}={_compact(v)}" for k, v in member.config.items())  # tta "4,0.25" has a comma
     return f"{member.name}({fields})" if fields else member.name
 
 

@@ -172,8 +172,8 @@ def test_two_runs_score_table_and_log_row(two_runs, tmp_path, capsys):
     assert len(log) == 1
     row = log.iloc[0]
     assert row["file"].endswith("ab.csv") and row["message"] == "two archs" and row["event"] == "written"
-    assert "a(arch=resnet10t" in row["members"] and "b(arch=convnext_atto" in row["members"]
-    assert "targets=label+variety" in row["members"]
+    assert row["members"] == ("a(arch=resnet10t size=64x64 epochs=1 targets=label tta=flip); "
+                              "b(arch=convnext_atto size=64x64 epochs=1 targets=label+variety tta=flip)")
     assert row["n_valid"] == "8" and row["valid_accuracy"] == row["best_member_accuracy"] == 1.0
 
 

@@ -173,7 +173,7 @@ def ensemble_script(title, member_runs, kit, data):
     body = (f"RUNS = {runs}\n\n"
             "from paddy.data import find_data  # noqa: E402  (importable only after the install above)\n"
             "from paddy.ensemble import ensemble_runs  # noqa: E402\n\n"
-            f'print(ensemble_runs(RUNS, find_data(DATA), OUT / "submission.csv", message={title!r}))\n')
+            f'ensemble_runs(RUNS, find_data(DATA), OUT / "submission.csv", message={title!r})  # prints its table\n')
     return _script("ensemble", title, body, kit, data)
 
 

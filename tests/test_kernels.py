@@ -214,3 +214,43 @@ def test_package_kit_builds_the_wheel_then_reuses_it(tmp_path):
     assert json.loads((tmp_path / "stage" / kernels.DATASET_METADATA_FILE).read_text()) == other
     assert other["id"] == "other-user/paddy-kit"
     assert (tmp_path / "stage.source").read_text().strip() == kernels.source_digest()
+
+
+ONE_MEMBER_TOML = """budget_gb = 4
+
+[[members]]
+arch = "resnet10t"
+size = 32
+item_size = 48
+epochs = 1
+bs = 16
+finetune = false
+pretrained = false
+tta = "none"
+num_workers = 0
+"""
+
+
+@pytest.mark.slow
+def test_rendered_scripts_install_the_kit_and_run_the_plan(tiny_sample, tmp_path, monkeypatch):
+    """A member script and the ensemble script, /kaggle paths moved here, install the built wheel and do their job."""
+    (tmp_path / "one.toml").write_text(ONE_MEMBER_TOML)
+    plan = load_plan(tmp_path / "one.toml")
+    built = kernels.build_kernels(plan, "someone")
+    stage, working, site = tmp_path / "kit", tmp_path / "working", tmp_path / "site"
+    kernels.package_kit("someone", stage)
+    working.mkdir()
+    monkeypatch.setenv("PIP_TARGET", str(site))  # the scripts' pip installs the kit there, not into this venv
+    moves = {f"{kernels.KAGGLE_INPUT}/{kernels.KIT_DATASET}": str(stage),
+             f"{kernels.KAGGLE_INPUT}/paddy-disease-classification": str(tiny_sample),
+             kernels.KAGGLE_WORKING: str(working)}
+    moves.update({f"{kernels.KAGGLE_INPUT}/{slug}": str(working) for slug in list(built)[1:-1]})
+    for slug in list(built)[1:]:  # the member, then the ensemble (the probe has its own tests in test_memory)
+        text = built[slug][1]
+        for old, new in moves.items():
+            text = text.replace(old, new)
+        exec(compile(text, f"{slug}/kernel.py", "exec"), {"__name__": "__main__"})
+    assert (site / "paddy" / "kernels.py").is_file()
+    assert (working / plan.members[0].run_name / "result.json").is_file()
+    submission = (working / "submission.csv").read_text().splitlines()
+    assert submission[0] == "image_id,label" and len(submission) == 17

@@ -23,4 +23,4 @@ RUNS = ['/kaggle/input/paddy-tiny-01-resnet10t-squish96x72-64x48/resnet10t-squis
 from paddy.data import find_data  # noqa: E402  (importable only after the install above)
 from paddy.ensemble import ensemble_runs  # noqa: E402
 
-print(ensemble_runs(RUNS, find_data(DATA), OUT / "submission.csv", message='paddy tiny ensemble'))
+ensemble_runs(RUNS, find_data(DATA), OUT / "submission.csv", message='paddy tiny ensemble')  # prints its table

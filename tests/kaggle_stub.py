@@ -62,6 +62,11 @@ class KaggleStub:
             self._server.handle_request()
         self._server.server_close()
 
+    def wait(self, timeout):
+        """Wait up to `timeout` seconds for the server to stop; True when it has."""
+        self._thread.join(timeout=timeout)
+        return not self._thread.is_alive()
+
     def stop(self):
         """Stop serving and close the port."""
         self._stopped.set()

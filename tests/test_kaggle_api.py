@@ -266,3 +266,15 @@ def test_submit_refused_403_says_accept_the_rules(stub, tmp_path, capsys):
     code, out, err = _run(capsys, "submit", _submission_csv(tmp_path / "s.csv"), "-m", "try", "--log", log)
     _assert_one_line_error(code, out, err, "HTTP 403", "competitions/paddy-disease-classification/rules")
     assert not log.exists()
+
+
+def test_stub_stops_by_itself():
+    import urllib.request
+
+    assert KaggleStub(max_seconds=0.2).start().wait(timeout=5)
+    stub = KaggleStub(max_requests=1, max_seconds=30).start()
+    request = urllib.request.Request(f"{stub.url}/api/v1/kernels.KernelsApiService/GetKernelSessionStatus",
+                                     data=b'{"userName": "a", "kernelSlug": "bcdef"}', method="POST")
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        urllib.request.urlopen(request, timeout=5)
+    assert stub.wait(timeout=5) and [r["method"] for r in stub.requests] == ["GetKernelSessionStatus"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from paddy import competition, run_folder, submission
+from paddy.data import find_data
 from paddy.errors import ConfigError, DataError
 
 TARGET = "label"  # every run, single- or multi-target, saves this head in the same form
@@ -179,7 +180,7 @@ def ensemble_runs(run_dirs, data, out, weights=None, message="", log=None, overw
     members = read_members([Path(r) for r in run_dirs])
     weights = parse_weights(weights, len(members))
     vocab = members[0].test.vocab
-    sample = submission.read_sample_submission(data)
+    sample = submission.read_sample_submission(find_data(data))  # data None: the Kaggle input folder in a kernel
     ids = members[0].test.image_ids
     mean = weighted_mean([align(m.test, ids).probs for m in members], weights)
     frame = submission.build_submission(sample, ids, argmax_labels(mean, vocab))

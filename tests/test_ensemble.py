@@ -276,3 +276,12 @@ def test_ensemble_of_complementary_members_beats_the_best(tmp_path, capsys):
     assert code == 0, err
     assert "ensemble beats its best member (m0) by +25.00 points on 8 images" in out
     assert read_log(log).loc[0, "valid_accuracy"] == 1.0 and not (tmp_path / "log.csv").exists()
+
+
+def test_data_folder_is_required_outside_kaggle(two_runs, tmp_path):
+    from paddy.ensemble import ensemble_runs
+
+    _, run_a, _ = two_runs
+    with pytest.raises(DataError, match="no data folder given"):
+        ensemble_runs([run_a], None, tmp_path / "x.csv")
+    assert not (tmp_path / "x.csv").exists()

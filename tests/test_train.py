@@ -163,11 +163,12 @@ def _kill_after_first_epoch():
         order = 90  # after the run's own epoch saver
 
         def after_epoch(self):
-            raise Killed()
+            raise Killed("killed after the first epoch")
 
     return KillAfterFirstEpoch()
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_from_last_epoch(tiny_sample, tmp_path):
     out, config = tmp_path / "run", _config(epochs=2, tta="none")
     with pytest.raises(Killed):
@@ -198,6 +199,7 @@ def test_two_target_run_writes_both_heads(tiny_sample, tmp_path):
 # --- the command line ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_trains_one_run(tiny_sample, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["train", str(tiny_sample), "--arch", "resnet10t", "--size", "32", "--item-size", "64,48",

@@ -82,8 +82,8 @@ def check_submission(frame, sample, vocab):
     if repeated:
         raise DataError(f"submission lists {len(repeated)} image_id(s) more than once, e.g. {repeated[0]}")
     _require_same_ids(ids, sample[ID_COLUMN], "the submission")
-    labels = frame[label_column(sample)]
-    bad = sorted({str(v) for v in labels if not isinstance(v, str) or v not in set(vocab)})
+    labels, allowed = frame[label_column(sample)], set(vocab)
+    bad = sorted({str(v) for v in labels if not isinstance(v, str) or v not in allowed})
     if bad:
         raise DataError(f"submission has {len(bad)} label(s) outside the vocab, e.g. {bad[0]!r}; "
                         f"allowed: {', '.join(vocab)}")

@@ -51,6 +51,7 @@ def parse_args(argv=None):
                         help="images per convnext_small try, repeated from the smallest class (default 400; smoke 64)")
     parser.add_argument("--time-limit", type=float, default=420.0,
                         help="seconds after which no new model starts (default 420, inside the 8-minute target)")
+    parser.add_argument("--only", default="", help="comma-separated name parts: probe only the models matching one")
     parser.add_argument("--workers", type=int, default=None, help="data loader workers (default fastai's)")
     args = parser.parse_args(argv)
     args.n_train = args.n_train or (120 if args.cpu_smoke else 300)
@@ -189,7 +190,8 @@ def main(argv=None):
         size = tuple(int(n) for n in meta["image_size"].split("x"))
         data = make_sample(Path(tmp) / "data", n_train=args.n_train, n_test=8, size=size)
         print(f"[{time.perf_counter() - start:5.0f}s] sample of {args.n_train} {size[0]}x{size[1]} images", flush=True)
-        todo = jobs(args)
+        wanted = [w for w in args.only.split(",") if w]
+        todo = [j for j in jobs(args) if not wanted or any(w in j[0] for w in wanted)]
         for index, job in enumerate(todo):
             left = args.time_limit - (time.perf_counter() - start)
             if left <= 0:

@@ -52,7 +52,7 @@ def run_probe(args):
     report = memory.run_probe(args.data, configs, budget_gb=budget, max_accum=args.max_accum, device=args.device,
                               use_subprocess=args.subprocess, max_images=args.max_images, out=args.out,
                               plan=plan if args.write_plan else None)
-    print(memory.format_table(report))
+    print("\n" + memory.format_table(report))  # after the progress bars' last line
     if args.out:
         print(f"wrote {args.out}/{memory.CSV_NAME}, {memory.MARKDOWN_NAME} and {memory.PLOT_NAME}")
     if args.write_plan:

@@ -285,3 +285,15 @@ def test_data_folder_is_required_outside_kaggle(two_runs, tmp_path):
     with pytest.raises(DataError, match="no data folder given"):
         ensemble_runs([run_a], None, tmp_path / "x.csv")
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_disjoint_validation_sets_cannot_be_scored_but_still_write(tmp_path, capsys):
+    data = make_data(tmp_path / "data")
+    run_a = make_run(tmp_path / "a", random_probs(6, 1), one_hot(VALID_TRUE))
+    other_ids = tuple(f"{100500 + i}.jpg" for i in range(8))
+    run_b = make_run(tmp_path / "b", random_probs(6, 2), one_hot(VALID_TRUE), valid_ids=other_ids)
+    code, out, err = ensemble(capsys, [run_a, run_b], data, tmp_path / "ab.csv")
+    assert code == 0, err
+    assert "no image was held out by every member" in out and "acc on shared 0" in out
+    log = read_log(tmp_path / "log.csv")
+    assert log["valid_accuracy"].isna().all() and log.loc[0, "n_valid"] == "0"

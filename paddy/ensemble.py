@@ -186,8 +186,10 @@ def ensemble_runs(run_dirs, data, out, weights=None, message="", log=None, overw
     frame = submission.build_submission(sample, ids, argmax_labels(mean, vocab))
     submission.check_submission(frame, sample, vocab)
     scores = ensemble_accuracy([m.valid for m in members], weights)
+    log = Path(log) if log else out.parent / "log.csv"
+    submission.read_log(log)  # an unreadable log fails now, before the CSV is written
     result = EnsembleResult(
-        out=out, log=Path(log) if log else out.parent / "log.csv", members=tuple(members), weights=weights,
+        out=out, log=log, members=tuple(members), weights=weights,
         member_accuracy=tuple(accuracy(m.valid.probs, m.valid.true, vocab) for m in members),
         member_n_valid=tuple(len(m.valid.image_ids) for m in members), scores=scores,
         label_counts=frame[submission.label_column(sample)].value_counts().to_dict())

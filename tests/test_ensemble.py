@@ -231,6 +231,10 @@ def _sample_with_other_ids(tmp, runs):
     make_data(tmp / "data", ids=TEST_IDS[:5] + ("209999.jpg",))
 
 
+def _unreadable_log(tmp, runs):
+    (tmp / "subs" / "log.csv").write_bytes(b"\xff\xfe\x00broken")
+
+
 def _not_a_run(tmp, runs):
     runs[1] = tmp / "no-such-run"
 
@@ -243,6 +247,7 @@ def _not_a_run(tmp, runs):
     (_negative_probs, [], "negative"),
     (_sample_with_other_ids, [], "disagree on image ids"),
     (_not_a_run, [], "not a folder"),
+    (_unreadable_log, [], "not a readable submissions log"),
     (None, ["--weights", "1"], "1 weight"),
     (None, ["--weights", "1,2,3"], "3 weight"),
     (None, ["--weights", "0,0"], "not all zero"),
@@ -252,10 +257,10 @@ def test_bad_input_one_line_exit_2_nothing_written(two_runs, tmp_path, capsys, d
     data, run_a, run_b = two_runs
     subs = tmp_path / "subs"
     assert ensemble(capsys, [run_a, run_b], data, subs / "first.csv")[0] == 0
-    log_before = (subs / "log.csv").read_bytes()
     runs = [run_a, run_b]
     if damage:
         damage(tmp_path, runs)
+    log_before = (subs / "log.csv").read_bytes()
     code, out, err = ensemble(capsys, runs, data, subs / "second.csv", *extra)
     assert code == 2
     assert words in err and err.count("\n") == 1 and err.startswith("paddy ensemble: error:")

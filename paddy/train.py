@@ -323,6 +323,7 @@ def train_run(data_path, config, out, cbs=(), budget_gb=None):
     if run_folder.is_complete(out):
         return {**run_folder.read_json(out, run_folder.RESULT), "skipped": True}
     data_path = data.find_data(data_path)
+    check_arch(config.arch)  # before accum "auto" would probe an unknown arch
     config = resolve_config(data_path, config, budget_gb)
     items = prepare_run(data_path, config, out)
     dls = data.image_dataloaders(items, config)
@@ -366,6 +367,7 @@ def write_outputs(learn, config, data_path, out, rows):
     last = {k: v for k, v in rows[-1].items() if k not in ("phase", "phase_epoch")} if rows else {}
     return {"run": config.run_name, "arch": config.arch, "epochs": len(rows), "accum": config.accum,
             "micro_bs": config.micro_bs, "device": config.device, "tta": config.tta,
+            "mixed_precision": any(type(cb).__name__ == "MixedPrecision" for cb in learn.cbs),
             "valid_error_tta": errors, "last_epoch": last, "n_valid": len(valid_items), "n_test": len(tests)}
 
 

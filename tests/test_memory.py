@@ -190,3 +190,10 @@ def test_a_try_in_a_fresh_subprocess_reports_json(tiny_sample):
     config = memory.probe_config(tiny_config())
     result = memory.measure_in_subprocess(tiny_sample, config, "cpu")
     assert result.device == memory.CPU_DEVICE_LABEL and result.process_total_mb > 100 and not result.error
+
+
+def test_choose_accum_answers_auto_and_refuses_when_nothing_fits(tiny_sample):
+    config = tiny_config(accum="auto", device="cpu")
+    assert memory.choose_accum(tiny_sample, config, budget_gb=16, max_accum=2, use_subprocess=False) == 1
+    with pytest.raises(ConfigError, match="budget"):
+        memory.choose_accum(tiny_sample, config, budget_gb=1e-3, max_accum=2, use_subprocess=False)

@@ -1,5 +1,6 @@
 """Training: arch checks, accumulation equivalence, a complete run folder, resume, plans and bad input."""
 
+import gc
 import json
 import shutil
 
@@ -259,8 +260,16 @@ def test_cli_bad_plan_leaves_no_runs(tiny_sample, tmp_path, capsys):
 def test_tiny_plan_trains_every_member_then_skips(tiny_sample, tmp_path):
     from paddy.plan import load_plan
 
+    def live_learners():
+        gc.collect()
+        return sum(isinstance(o, Learner) for o in gc.get_objects())
+
+    from fastai.learner import Learner
+
     plan = load_plan("tiny")
+    before = live_learners()
     results = train.train_plan(tiny_sample, plan, tmp_path / "runs")
+    assert live_learners() == before  # every member's learner was released
     assert [r["run"] for r in results] == [m.run_name for m in plan.members]
     assert all(run_folder.is_complete(tmp_path / "runs" / m.run_name) for m in plan.members)
     assert all(r.get("skipped") for r in train.train_plan(tiny_sample, plan, tmp_path / "runs"))

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from torch import nn
+
 from paddy import atomic, data, run_folder, runtime
 from paddy.config import parse_tta
 from paddy.errors import ConfigError
@@ -62,9 +64,19 @@ def build_learner(dls, config, device=None):
     runtime.seed_everything(config.seed)
     learn = vision_learner(dls, config.arch, pretrained=config.pretrained, n_out=sum(head_sizes),
                            loss_func=loss_func, metrics=metrics, cbs=cbs)
+    if getattr(learn.model[0].model, "output_fmt", "NCHW") == "NHWC":
+        # timm's swin and swinv2 return channels-last features; fastai's pooled head expects NCHW.
+        learn.model[1] = nn.Sequential(ChannelsFirst(), learn.model[1])
     if str(device).startswith("cuda"):
         learn = learn.to_fp16()
     return learn
+
+
+class ChannelsFirst(nn.Module):
+    """NHWC features to NCHW, so a fastai head can pool them."""
+
+    def forward(self, x):
+        return x.permute(0, 3, 1, 2)
 
 
 @dataclass(frozen=True)

@@ -168,20 +168,24 @@ def torch_threads(n):
 
 
 def epoch_timer():
-    """A fastai callback that records wall seconds per epoch (train and validation) in `.seconds`."""
+    """A fastai callback recording wall and process-CPU seconds per epoch (train and validation).
+
+    CPU seconds are the steadier figure when other jobs share the machine: waiting for a core costs wall time only.
+    """
     from fastai.callback.core import Callback
 
     class EpochTimer(Callback):
         order = 0
 
         def before_fit(self):
-            self.seconds = []
+            self.seconds, self.cpu_seconds = [], []
 
         def before_epoch(self):
-            self.start = time.perf_counter()
+            self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
         def after_epoch(self):
             self.seconds.append(time.perf_counter() - self.start)
+            self.cpu_seconds.append(time.process_time() - self.cpu_start)
 
     return EpochTimer()
 
@@ -217,16 +221,17 @@ class FitResult:
     """A fitted model and how the fit went: per-epoch losses and seconds."""
 
     fitted: object
-    history: list  # one dict per epoch: epoch, train_loss, valid_loss, seconds
+    history: list  # one dict per epoch: epoch, train_loss, valid_loss, seconds, cpu_seconds
     threads: int
 
 
 def _history(learn, timer):
     """Per-epoch rows from fastai's Recorder and our timer."""
     rows = []
-    for epoch, (values, seconds) in enumerate(zip(learn.recorder.values, timer.seconds, strict=False)):
+    for epoch, (values, seconds, cpu) in enumerate(zip(learn.recorder.values, timer.seconds, timer.cpu_seconds,
+                                                       strict=False)):
         rows.append({"epoch": epoch, "train_loss": float(values[0]), "valid_loss": float(values[1]),
-                     "seconds": round(seconds, 3)})
+                     "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3)})
     return rows
 
 
@@ -236,12 +241,14 @@ def _learner(model, train, valid, config):
     import fastai.callback.schedule  # noqa: F401 -- adds Learner.fit_one_cycle
     import torch.nn.functional as F
     from fastai.data.core import DataLoaders
-    from fastai.learner import Learner
+    from fastai.learner import CastToTensor, Learner
 
     train_dl = TensorLoader(*train, bs=config.bs, shuffle=True, seed=config.seed, device=config.device)
     valid_dl = TensorLoader(*valid, bs=max(config.bs, 1024), device=config.device)
-    return Learner(DataLoaders(train_dl, valid_dl, device=config.device), model, loss_func=F.mse_loss,
-                   opt_func=optimizer(config))
+    learn = Learner(DataLoaders(train_dl, valid_dl, device=config.device), model, loss_func=F.mse_loss,
+                    opt_func=optimizer(config))
+    # Our batches are plain tensors already; CastToTensor would only add a callback round per event per batch.
+    return learn.remove_cb(CastToTensor)
 
 
 def fit_collab(train, valid, config, titles=None, progress=True):

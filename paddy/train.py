@@ -302,26 +302,33 @@ def stored_config(config, data_path):
             "data": str(data_path), "versions": versions}
 
 
-def _same_run(stored, config):
-    # Device and worker count may change between attempts; everything else must match to resume.
-    ignore = ("device", "num_workers")
-    return all(stored.get(k) == v for k, v in config.to_dict().items() if k not in ignore)
+def check_same_run(out, config):
+    """ConfigError when folder `out` already holds a run of another config (a resume or skip would mix them)."""
+    stored = Path(out) / run_folder.CONFIG
+    if not stored.is_file():
+        return
+    # Device and worker count may change between attempts; "auto" accum was resolved when the run started.
+    ignore = ("device", "num_workers") + (("accum",) if config.accum == "auto" else ())
+    saved = json.loads(stored.read_text())
+    changed = sorted(k for k, v in config.to_dict().items() if k not in ignore and saved.get(k) != v)
+    if changed:
+        raise ConfigError(f"{out} holds a run with a different config ({', '.join(changed)}); "
+                          "choose another --out or delete it")
 
 
-def prepare_run(data_path, config, out):
-    """Check everything a run needs before any file is written; return (items, config)."""
+def prepare_run(data_path, config, out, check_data=True):
+    """Check everything a run needs before any file is written; return the training items."""
     from paddy.check import require_valid
 
     check_arch(config.arch)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} exists and is not a folder; choose another --out")
-    stored = out / run_folder.CONFIG
-    if stored.is_file() and not _same_run(json.loads(stored.read_text()), config):
-        raise ConfigError(f"{out} holds a run with a different config; choose another --out or delete it")
-    if out.is_dir() and any(out.iterdir()) and not stored.is_file():
+    check_same_run(out, config)
+    if out.is_dir() and any(out.iterdir()) and not (out / run_folder.CONFIG).is_file():
         raise ConfigError(f"{out} is not empty and not a run folder; choose another --out")
-    require_valid(data_path, progress=False)
+    if check_data:
+        require_valid(data_path, progress=False)
     data.read_train_csv(data_path, targets=config.targets)
     items = data.train_items(data_path)
     if data.test_items(data_path).empty:
@@ -329,15 +336,16 @@ def prepare_run(data_path, config, out):
     return items
 
 
-def train_run(data_path, config, out, cbs=(), budget_gb=None):
+def train_run(data_path, config, out, cbs=(), budget_gb=None, check_data=True):
     """Train one run into folder `out` and return its result; a complete folder is skipped, a partial one resumes."""
     out = Path(out)
     if run_folder.is_complete(out):
+        check_same_run(out, config)
         return {**run_folder.read_json(out, run_folder.RESULT), "skipped": True}
     data_path = data.find_data(data_path)
     check_arch(config.arch)  # before accum "auto" would probe an unknown arch
     config = resolve_config(data_path, config, budget_gb)
-    items = prepare_run(data_path, config, out)
+    items = prepare_run(data_path, config, out, check_data=check_data)
     dls = data.image_dataloaders(items, config)
     learn = build_learner(dls, config)
     started = time.time()
@@ -394,12 +402,16 @@ def free_memory():
 
 def train_plan(data_path, plan, runs_dir):
     """Train every plan member into runs_dir/<run_name>, skipping complete runs; memory is freed between members."""
+    from paddy.check import require_valid
+
     data_path = data.find_data(data_path)
-    for member in plan.members:  # check every arch before hours of training start
+    for member in plan.members:  # check every arch and the data once, before hours of training start
         check_arch(member.arch)
+    require_valid(data_path, progress=False)
     results = []
     for member in plan.members:
-        result = train_run(data_path, member, Path(runs_dir) / member.run_name, budget_gb=plan.budget_gb)
+        result = train_run(data_path, member, Path(runs_dir) / member.run_name, budget_gb=plan.budget_gb,
+                           check_data=False)
         results.append(result)
         free_memory()  # train_run's learner is unreachable now; its cycles go only with a collection
     return results

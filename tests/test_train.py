@@ -151,6 +151,8 @@ def test_train_run_writes_a_complete_run_folder(tiny_sample, tmp_path):
     assert result["epochs"] == 1 and set(result["valid_error_tta"]) == {"label"}
     again = train.train_run(tiny_sample, _config(accum=2), out)
     assert again["skipped"] is True  # a complete run folder is never retrained
+    with pytest.raises(ConfigError, match=r"different config \(arch\)"):
+        train.train_run(tiny_sample, _config(accum=2, arch="test_resnet"), out)
 
 
 class Killed(Exception):
@@ -177,7 +179,7 @@ def test_interrupted_run_resumes_from_last_epoch(tiny_sample, tmp_path):
     assert not run_folder.is_complete(out)
     first = train.read_metrics(out)
     assert len(first) == 1 and list((out / run_folder.CHECKPOINTS).glob("*.pth"))
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(ConfigError, match=r"different config \(lr\)"):
         train.train_run(tiny_sample, config.replace(lr=0.5), out)
     result = train.train_run(tiny_sample, config, out)
     assert result["resumed_from"] == [0, 1]

@@ -4,6 +4,8 @@ The model has `sum(head_sizes)` outputs; head `i` is the slice of `head_sizes[i]
 Head sizes always come from the vocabs. Everything here is pure tensor code, usable on hand-made tensors.
 """
 
+import operator
+
 import torch
 import torch.nn.functional as F
 from fastai.learner import Metric
@@ -19,9 +21,13 @@ def _plain(tensor):
 def check_head_sizes(head_sizes):
     """Head sizes as a tuple of ints >= 1, or a ConfigError."""
     sizes = tuple(head_sizes)
-    if not sizes or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sizes):
+    try:
+        ints = tuple(operator.index(s) for s in sizes if not isinstance(s, bool))  # numpy ints too, not floats
+    except TypeError:
+        ints = ()
+    if not sizes or len(ints) != len(sizes) or min(ints) < 1:
         raise ConfigError(f"head sizes must be positive ints (one per target's vocab), got {list(sizes)}")
-    return sizes
+    return ints
 
 
 def head_sizes_for(vocabs, targets):

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -38,6 +39,10 @@ def test_head_sizes_follow_the_vocabs():
     assert head_sizes_for(VOCABS, ("label",)) == (3,)
     with pytest.raises(ConfigError):
         head_sizes_for({"label": ["a"]}, ("label", "variety"))
+    assert MultiTargetLoss((np.int64(3), 4)).head_sizes == (3, 4)
+    for bad in [(3.0, 4), (True, 4), (0, 4), ()]:
+        with pytest.raises(ConfigError):
+            MultiTargetLoss(bad)
 
 
 def test_split_heads_slices_the_last_dimension():

@@ -77,11 +77,18 @@ def find_item(fitted, text):
     raise DataError(f"no item titled {text!r}; {hint}")
 
 
-def similar_items(fitted, index, n=10):
-    """The `n` items whose factors are closest to item `index` by cosine similarity: (title, similarity) pairs."""
+def similar_items(fitted, index, n=10, min_count=20):
+    """The `n` items closest to item `index` by cosine similarity of factors: (title, similarity) pairs.
+
+    Only items with at least `min_count` training ratings are candidates (all items when too few are): a rarely
+    rated item's factors are mostly initial noise pulled by a handful of users, and would crowd the list.
+    """
     factors = item_factors(fitted)
     norms = np.linalg.norm(factors, axis=1) + 1e-12
     sims = factors @ factors[index - 1] / (norms * norms[index - 1])
     sims[index - 1] = -np.inf
+    rare = fitted.item_counts()[1:] < min_count
+    if (~rare).sum() > n:
+        sims[rare] = -np.inf
     order = np.argsort(-sims, kind="stable")[:n]
     return [(fitted.titles[i], float(sims[i])) for i in order]

@@ -97,6 +97,8 @@ def register(subparsers):
     sim.add_argument("--model", required=True, help="a folder written by `paddy collab`")
     sim.add_argument("--item", required=True, help="a title (or a unique part of one) or an item id")
     sim.add_argument("-n", type=positive_int, default=10, help="how many items")
+    sim.add_argument("--min-count", type=positive_int, default=20,
+                     help="only items with at least this many training ratings (rare items' factors are noise)")
     sim.set_defaults(func=similar_command)
     tab = actions.add_parser("crosstab", help="top-N users x top-N items, ratings where known")
     tab.add_argument("--data", default="ml-latest-small", help="as for training")
@@ -160,7 +162,7 @@ def similar_command(args):
     fitted = load_model(args.model)
     index = find_item(fitted, args.item)
     print(f"most similar to {fitted.title(index)} (cosine of item factors):")
-    for rank, (title, sim) in enumerate(similar_items(fitted, index, args.n), 1):
+    for rank, (title, sim) in enumerate(similar_items(fitted, index, args.n, args.min_count), 1):
         print(f"{rank:3d}. {sim:+.3f}  {title}")
 
 

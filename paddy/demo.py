@@ -6,11 +6,11 @@ test-time-augmented probabilities, write and check the submission. Everything go
 rerun reuses what is already there (the sample, resized copies, complete runs).
 """
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from paddy import runtime
 from paddy.config import TrainConfig
 from paddy.plan import Plan
 
@@ -130,30 +130,15 @@ def step_ensemble(run_dirs, data, workdir, result):
     return ensembled
 
 
-@contextlib.contextmanager
-def torch_threads(n):
-    """Run with `n` intra-op threads, then restore the caller's setting."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run_demo(workdir="demo", threads=1):
     """Run the whole demo under `workdir` and return a DemoResult (its .summary() is what the CLI prints)."""
-    from paddy.runtime import seed_everything
-
     workdir = Path(workdir)
-    seed_everything(42)
+    runtime.seed_everything(42)
     result = DemoResult(workdir=workdir)
     plan = demo_plan()
     # Models this small lose to threading overhead on a busy 2-core machine: a resnet10t step at 48 px took
     # 6.1-7.2 s with 2 threads and 0.95-1.04 s with 1 here, under load.
-    with torch_threads(threads):
+    with runtime.torch_threads(threads):
         data = step_sample(workdir, result)
         small = step_check_and_resize(data, workdir, result)
         step_probe(small, plan, workdir, result)

@@ -1,5 +1,6 @@
 """Where the kit runs: Kaggle or not, which device, and one way to seed everything."""
 
+import contextlib
 import os
 import random
 
@@ -34,3 +35,19 @@ def seed_everything(seed):
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
+
+
+@contextlib.contextmanager
+def torch_threads(n):
+    """Run the block with `n` intra-op torch threads, then restore the caller's setting.
+
+    Small models on 2-core machines lose badly to intra-op threading when the other core is busy (DESIGN.md).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,4 +1,4 @@
-"""Shared fixtures: isolation from the user's Kaggle credentials and config, and GPU skipping."""
+"""Shared fixtures: isolation from the user's Kaggle credentials and config, one torch thread, GPU skipping."""
 
 import pytest
 
@@ -14,6 +14,15 @@ def isolated_home(tmp_path_factory, monkeypatch):
                  "KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_API_ENVIRONMENT"):
         monkeypatch.delenv(name, raising=False)
     return home
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: tiny models on 2-core machines run far slower on two when the other core is busy."""
+    from paddy.runtime import torch_threads
+
+    with torch_threads(1):
+        yield
 
 
 def pytest_collection_modifyitems(config, items):

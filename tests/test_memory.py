@@ -16,15 +16,6 @@ from paddy.plan import load_plan, parse_plan
 MB = 2**20
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on these shared 2-core machines train far faster on one intra-op thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_config(**changes):
     base = dict(arch="resnet10t", size=32, item_size=(48, 48), bs=16, num_workers=0, pretrained=False,
                 finetune=False, epochs=1)

@@ -15,15 +15,6 @@ from paddy.config import TrainConfig
 from paddy.errors import ConfigError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on these shared 2-core machines two threads run ~10x slower under load."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _config(**changes):
     base = dict(arch="resnet10t", size=32, item_size=(64, 48), bs=8, epochs=1, finetune=False, pretrained=False,
                 num_workers=0, device="cpu", tta="flip")

@@ -124,6 +124,18 @@ def test_accumulation_equals_full_batch(tiny_sample):
 # --- whole runs ---------------------------------------------------------------------------------------------
 
 
+def test_channels_last_features_reach_the_head_channels_first(tiny_sample):
+    # timm's swin returns NHWC features; without the permute fastai's head fails on BatchNorm sizes.
+    config = _config(arch="swin_tiny_patch4_window7_224", size=224, bs=2)
+    dls = data.image_dataloaders(data.train_items(tiny_sample).iloc[:4], config)
+    learn = train.build_learner(dls, config, "cpu")
+    assert isinstance(learn.model[1][0], train.ChannelsFirst)
+    xb, yb = dls.one_batch()
+    with torch.no_grad():
+        out = learn.model.eval()(xb)
+    assert out.shape == (2, len(dls.vocab))
+
+
 def test_train_run_writes_a_complete_run_folder(tiny_sample, tmp_path):
     out = tmp_path / "run"
     result = train.train_run(tiny_sample, _config(accum=2), out)

@@ -279,13 +279,13 @@ def test_cli_multi_target_run_folder_and_a_tiny_model_beats_chance_on_both_heads
     from paddy.cli import main
     from paddy.sample import make_sample
 
-    data = make_sample(tmp_path / "data", n_train=300, n_test=16, size=(48, 64), seed=1)
+    data = make_sample(tmp_path / "data", n_train=400, n_test=16, size=(48, 64), seed=1)
     run = tmp_path / "run"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a small model loses to threading overhead on a busy 2-core machine
     try:
         code = main(["train", str(data), *TINY, "--targets", "label,variety", "--target-weights", "1,1",
-                     "--no-finetune", "--epochs", "4", "--lr", "5e-3", "--seed", "1", "--tta", "2,0.25",
+                     "--no-finetune", "--epochs", "4", "--lr", "5e-3", "--seed", "1", "--tta", "flip",
                      "--out", str(run)])
     finally:
         torch.set_num_threads(threads)
@@ -299,6 +299,7 @@ def test_cli_multi_target_run_folder_and_a_tiny_model_beats_chance_on_both_heads
     test_ids = [p.name for p in (data / "test_images").iterdir()]
     label_error, label_chance = _check_probs(run, "label", vocabs["label"], test_ids)
     variety_error, variety_chance = _check_probs(run, "variety", vocabs["variety"], test_ids)
-    # Chance = always the majority class of the validation split (stricter than uniform guessing).
-    assert label_error < label_chance - 0.2, (label_error, label_chance)
-    assert variety_error < variety_chance - 0.1, (variety_error, variety_chance)
+    # Chance = always the majority class of the validation split (stricter than uniform guessing). Measured
+    # here: disease 0.29 vs 0.76, variety 0.06 vs 0.28.
+    assert label_error < 0.6 * label_chance, (label_error, label_chance)
+    assert variety_error < 0.6 * variety_chance, (variety_error, variety_chance)

@@ -186,3 +186,13 @@ def test_crosstab_shows_top_users_by_top_items_with_titles():
     table = crosstab(Ratings(frame, {"x": "X (2000)"}), n=2)
     assert list(table.index) == ["a", "b"] and list(table.columns)[0] == "X (2000)"
     assert table.loc["a", "X (2000)"] == 5.0 and table.loc["b", "X (2000)"] == 4.0
+
+
+def test_fastai_collab_learner_converts_to_the_kits_model_with_the_same_predictions():
+    frame = planted(20, 10, 2, seed=2)
+    train, valid = frame.iloc[:160].reset_index(drop=True), frame.iloc[160:].reset_index(drop=True)
+    config = CollabConfig(kind="fastai", factors=2, epochs=1, bs=32, seed=0)
+    result = fit_collab(train, valid, config, progress=False)
+    score = evaluate.evaluate_ratings(result.fitted, valid)
+    assert score["cold"] == 0
+    assert score["mse"] == pytest.approx(result.history[-1]["valid_loss"], rel=1e-4)

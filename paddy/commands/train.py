@@ -30,7 +30,8 @@ def register(subparsers):
                         help="competition folder (default on Kaggle: the competition's input folder)")
     one = parser.add_argument_group("one run")
     one.add_argument("--arch", help="timm name, e.g. convnext_small.fb_in22k, vit_large_patch16_224, resnet10t")
-    one.add_argument("--size", type=size, help="batch image size after augmentation: 224 or HEIGHT,WIDTH")
+    one.add_argument("--size", type=size, default=(224, 224),
+                     help="batch image size after augmentation: 224 or HEIGHT,WIDTH (224)")
     one.add_argument("--item-size", type=size, default=(480, 480), help="per-image resize, HEIGHT,WIDTH (480)")
     one.add_argument("--item-method", choices=("squish", "crop", "pad"), default="squish")
     one.add_argument("--epochs", type=positive_int, default=12)
@@ -84,8 +85,8 @@ def _config(args):
     from paddy.config import TrainConfig
     from paddy.errors import ConfigError
 
-    if not (args.arch and args.size and args.out):
-        raise ConfigError("one run needs --arch, --size and --out (or use --plan PLAN --runs DIR)")
+    if not (args.arch and args.out):
+        raise ConfigError("one run needs --arch and --out (or use --plan PLAN --runs DIR)")
     return TrainConfig(arch=args.arch, size=args.size, item_size=args.item_size, item_method=args.item_method,
                        epochs=args.epochs, lr=args.lr, bs=args.bs, accum=args.accum, finetune=args.finetune,
                        pretrained=args.pretrained, seed=args.seed, targets=args.targets,

@@ -62,8 +62,14 @@ def build_learner(dls, config, device=None):
     # fastai counts samples, not batches: n_acc=bs steps once per effective batch of bs images.
     cbs = [GradientAccumulation(n_acc=config.bs)] if config.micro_bs < config.bs else []
     runtime.seed_everything(config.seed)
-    learn = vision_learner(dls, config.arch, pretrained=config.pretrained, n_out=sum(head_sizes),
-                           loss_func=loss_func, metrics=metrics, cbs=cbs)
+    try:
+        learn = vision_learner(dls, config.arch, pretrained=config.pretrained, n_out=sum(head_sizes),
+                               loss_func=loss_func, metrics=metrics, cbs=cbs)
+    except OSError as error:  # huggingface_hub's "not in the local cache" errors are FileNotFoundErrors
+        if not config.pretrained:
+            raise
+        raise ConfigError(f"could not load pretrained weights for {config.arch} ({type(error).__name__}): go online "
+                          "once to fill the Hugging Face cache, or train from scratch with --no-pretrained") from None
     if getattr(learn.model[0].model, "output_fmt", "NCHW") == "NHWC":
         # timm's swin and swinv2 return channels-last features; fastai's pooled head expects NCHW.
         learn.model[1] = nn.Sequential(ChannelsFirst(), learn.model[1])

@@ -1,6 +1,13 @@
 """Shared fixtures: isolation from the user's Kaggle credentials and config, one torch thread, GPU skipping."""
 
+import os
+
 import pytest
+
+
+def pytest_configure(config):
+    """Tests never reach the network: huggingface_hub reads HF_HUB_OFFLINE when imported, so set it first."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 @pytest.fixture(autouse=True)

@@ -221,7 +221,7 @@ def test_cli_trains_one_run(tiny_sample, tmp_path, capsys):
     (["--arch", "resnet10t", "--size", "32", "--accum", "3"], "accum must be a power of two"),
     (["--arch", "resnet10t", "--size", "32", "--accum", "16", "--bs", "8"], "no larger than bs=8"),
     (["--arch", "resnet10t", "--size", "32", "--targets", "label,colour"], "unknown target"),
-    (["--arch", "resnet10t"], "needs --arch and --out"),
+    (["--arch", "resnet10t", "--size", "32", "--workers", "0"], "could not load pretrained weights"),
 ])
 def test_cli_bad_input_leaves_no_run_folder(tiny_sample, tmp_path, capsys, args, message):
     out = tmp_path / "run"

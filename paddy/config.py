@@ -98,11 +98,12 @@ class TrainConfig:
 
     @property
     def run_name(self):
-        """A folder-safe name: the member's own name, else arch, item transform and size."""
+        """A folder-safe name: the member's own name, else arch, item transform, size and any extra targets."""
         if self.name:
             return _slug(self.name)
         item = f"{self.item_method}{self.item_size[0]}x{self.item_size[1]}"
-        return _slug(f"{self.arch}-{item}-{self.size[0]}x{self.size[1]}")
+        extra_targets = "".join(f"-{t}" for t in self.targets[1:])  # a multi-target twin gets its own folder
+        return _slug(f"{self.arch}-{item}-{self.size[0]}x{self.size[1]}{extra_targets}")
 
     @property
     def valid_seed(self):

@@ -73,3 +73,11 @@ def test_plan_errors():
         parse_plan({"members": [{"arch": "resnet10t"}, {"arch": "resnet10t"}]})
     with pytest.raises(ConfigError, match="not found"):
         load_plan("no-such-plan")
+
+
+def test_run_names_tell_multi_target_twins_apart():
+    single = TrainConfig(arch="resnet10t", size=64)
+    multi = single.replace(targets=("label", "variety"), target_weights=())
+    assert single.run_name == "resnet10t-squish480x480-64x64"
+    assert multi.run_name == "resnet10t-squish480x480-64x64-variety"
+    assert parse_plan({"members": [single.to_dict(), multi.to_dict()]}).members == (single, multi)

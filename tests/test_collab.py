@@ -10,8 +10,9 @@ import torch
 from paddy.collab import evaluate, models
 from paddy.collab.data import Ratings, crosstab, kfold_splits, random_split
 from paddy.collab.recommend import fold_in, recommend
-from paddy.collab.train import CollabConfig, default_y_range, encode, fit_collab, resolve_y_range, torch_threads
+from paddy.collab.train import CollabConfig, default_y_range, encode, fit_collab, resolve_y_range
 from paddy.errors import ConfigError
+from paddy.runtime import torch_threads
 
 X = torch.tensor([[1, 1], [1, 2], [2, 1], [2, 2]])
 

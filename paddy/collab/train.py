@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from paddy import runtime
 from paddy.collab.models import KINDS
 from paddy.errors import ConfigError
 
@@ -154,19 +155,6 @@ def encode_frame(frame, users, items):
     return torch.from_numpy(x), torch.from_numpy(frame["rating"].to_numpy(dtype=np.float32, copy=True))
 
 
-@contextlib.contextmanager
-def torch_threads(n):
-    """Run the block with `torch.set_num_threads(n)`, then restore the previous count."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def epoch_timer():
     """A fastai callback recording wall and process-CPU seconds per epoch (train and validation).
 
@@ -272,7 +260,7 @@ def fit_collab(train, valid, config, titles=None, progress=True):
     seed_everything(config.seed)
     model = build_model(config.kind, len(users) + 1, len(items) + 1, config.factors, y_range, config.layers)
     learn, timer = _learner(model, train_xy, valid_xy, config), epoch_timer()
-    with torch_threads(config.threads), _quiet(learn, progress):
+    with runtime.torch_threads(config.threads), _quiet(learn, progress):
         learn.fit_one_cycle(config.epochs, config.lr, wd=fastai_wd(config), cbs=[timer])
     fill_unknown(model.cpu().eval())
     shape = {"n_users": len(users) + 1, "n_items": len(items) + 1, "n_factors": config.factors,
@@ -314,7 +302,7 @@ def fit_fastai(train, valid, config, titles=None, progress=True):
                         splits=splits)
     dls = tab.dataloaders(bs=config.bs, device=config.device)
     learn, timer = collab_learner(dls, n_factors=config.factors, y_range=y_range), epoch_timer()
-    with torch_threads(config.threads), _quiet(learn, progress):
+    with runtime.torch_threads(config.threads), _quiet(learn, progress):
         learn.fit_one_cycle(config.epochs, config.lr, wd=fastai_wd(config), cbs=[timer])
     users, items = [str(u) for u in dls.classes["user"][1:]], [str(i) for i in dls.classes["item"][1:]]
     model = build_model("bias", len(users) + 1, len(items) + 1, config.factors, y_range)

@@ -255,7 +255,7 @@ def verdict(result):
     if gain == 0:
         return f"ensemble ties its best member ({name}) at {_pct(scores.ensemble)} {where}"
     word = "beats" if gain > 0 else "trails"
-    return f"ensemble {word} its best member ({name}) by {gain * 100:+.2f} points {where}"
+    return f"ensemble {word} its best member ({name}) by {abs(gain) * 100:.2f} points {where}"
 
 
 def _pct(value):

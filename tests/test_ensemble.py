@@ -279,7 +279,7 @@ def test_ensemble_of_complementary_members_beats_the_best(tmp_path, capsys):
     log = tmp_path / "elsewhere" / "history.csv"
     code, out, err = ensemble(capsys, runs, data, tmp_path / "abc.csv", "--log", str(log))
     assert code == 0, err
-    assert "ensemble beats its best member (m0) by +25.00 points on 8 images" in out
+    assert "ensemble beats its best member (m0) by 25.00 points on 8 images" in out
     assert read_log(log).loc[0, "valid_accuracy"] == 1.0 and not (tmp_path / "log.csv").exists()
 
 

@@ -8,6 +8,7 @@ printed here as one line, exit code 2.
 import argparse
 import importlib
 import sys
+import warnings
 
 from paddy import __version__
 from paddy.errors import PaddyError
@@ -56,6 +57,8 @@ def main(argv=None):
     """Entry point of the `paddy` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Said by a dependency on every import, about nothing a user of the command can change.
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
     try:
         return args.func(args) or 0
     except PaddyError as error:

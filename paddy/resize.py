@@ -144,9 +144,12 @@ def resize_folder(data, out, max_size, workers=None, progress=True):
     data, out = Path(data).resolve(), Path(out).resolve()
     check_folders(data, out, max_size)
     jobs, skipped = plan_jobs(data, out, max_size)
-    atomic.write_json(out / MARKER, {"max_size": max_size, "source": str(data)})
+    if skipped == 0:  # another size (or none yet): an interrupted run must not leave a marker vouching for old copies
+        (out / MARKER).unlink(missing_ok=True)
     failed = run_jobs(jobs, workers, progress=progress)
     csvs = copy_csvs(data, out)
+    if not failed:  # only now does every copy match max_size
+        atomic.write_json(out / MARKER, {"max_size": max_size, "source": str(data)})
     if failed:
         shown = "; ".join(failed[:3]) + (f" (and {len(failed) - 3} more)" if len(failed) > 3 else "")
         raise DataError(f"{len(failed)} of {len(jobs) + skipped} images could not be read and were not copied: "

@@ -55,6 +55,28 @@ def test_incremental(tiny_sample, tmp_path):
         assert max(image.size) == 16
 
 
+def test_interrupted_resize_at_a_new_size_is_not_up_to_date(tiny_sample, tmp_path, monkeypatch):
+    out = tmp_path / "small"
+    resize_folder(tiny_sample, out, 32, workers=1, progress=False)
+    save, calls = Image.Image.save, []
+
+    def save_then_interrupt(image, *args, **kwargs):  # Pillow's save, cut short like a Ctrl-C after 5 images
+        calls.append(1)
+        if len(calls) > 5:
+            raise KeyboardInterrupt
+        return save(image, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        resize_folder(tiny_sample, out, 16, workers=1, progress=False)
+    monkeypatch.setattr(Image.Image, "save", save)
+    again = resize_folder(tiny_sample, out, 16, workers=1, progress=False)
+    assert (again.resized, again.skipped) == (136, 0)  # the 131 copies still at 32 px are not "up to date"
+    for rel in _images(out):
+        with Image.open(out / rel) as image:
+            assert max(image.size) == 16, rel
+
+
 def test_parallel_equals_serial(tiny_sample, tmp_path):
     resize_folder(tiny_sample, tmp_path / "one", 20, workers=1, progress=False)
     resize_folder(tiny_sample, tmp_path / "two", 20, workers=2, progress=False)

@@ -64,6 +64,11 @@ def main(argv=None):
     except PaddyError as error:
         print(f"paddy {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a disk full, a read-only or missing folder: the user's to fix, not a crash
+        where = f": {error.filename}" if error.filename else ""
+        print(f"paddy {args.command}: error: {error.strerror or error}{where}; check the path and free space",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"paddy {args.command}: interrupted", file=sys.stderr)
         return 130

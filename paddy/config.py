@@ -1,18 +1,23 @@
 """The training config: one small frozen dataclass that checks itself, shared by train, probe, plans and kernels."""
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
 from paddy.errors import ConfigError
 
 ITEM_METHODS = ("squish", "crop", "pad")
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 TARGETS = ("label", "variety")  # columns of train.csv a model can predict
 
 
 def parse_size(value, what="size"):
     """Turn 224, "224", "320,224" or [320, 224] into a (height, width) tuple of positive ints."""
     if isinstance(value, str):
-        parts = [p.strip() for p in value.replace("x", ",").split(",") if p.strip()]
+        if "x" in value.lower():
+            # `paddy sample --size` is WIDTHxHEIGHT like image tools; training sizes are HEIGHT,WIDTH like fastai.
+            raise ConfigError(f"{what} is HEIGHT,WIDTH (e.g. 320,224) or one int, got {value!r}")
+        parts = [p.strip() for p in value.split(",") if p.strip()]
     elif isinstance(value, (list, tuple)):
         parts = list(value)
     else:
@@ -90,6 +95,10 @@ class TrainConfig:
             raise ConfigError(f"valid_pct must be between 0 and 1, got {self.valid_pct}")
         if not 0.0 < self.min_scale <= 1.0:
             raise ConfigError(f"min_scale must be in (0, 1], got {self.min_scale}")
+        if self.num_workers is not None and (not isinstance(self.num_workers, int) or self.num_workers < 0):
+            raise ConfigError(f"num_workers must be 0 or more (0: load in the main process), got {self.num_workers!r}")
+        if not DEVICE_PATTERN.fullmatch(str(self.device)):
+            raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
 
     @property
     def micro_bs(self):

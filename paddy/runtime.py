@@ -16,11 +16,14 @@ def resolve_device(device="auto"):
     """Turn "auto" into "cuda" when a GPU is usable, else "cpu"; other names pass through checked."""
     import torch
 
+    from paddy.config import DEVICE_PATTERN
+    from paddy.errors import ConfigError
+
+    if not DEVICE_PATTERN.fullmatch(str(device)):
+        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        from paddy.errors import ConfigError
-
         raise ConfigError(f"device {device!r} asked for but CUDA is not available; use --device cpu or auto")
     return device
 

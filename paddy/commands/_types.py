@@ -29,7 +29,7 @@ def positive_float(text):
 
 
 def size(text):
-    """224 or HEIGHT,WIDTH (also WIDTHxHEIGHT is NOT accepted here: sizes are height first)."""
+    """224 or HEIGHT,WIDTH; WIDTHxHEIGHT is refused here: training sizes are height first, as in fastai."""
     try:
         return parse_size(text)
     except ConfigError as error:

@@ -1,0 +1,57 @@
+"""The CLI's contract for bad input: one line on stderr, exit code 2, nothing written."""
+
+import pytest
+
+from paddy.cli import main
+from paddy.config import TrainConfig, parse_size
+from paddy.errors import ConfigError
+from paddy.runtime import resolve_device
+
+
+def run(argv):
+    """The exit code of `paddy ARGV`, whether argparse exits or main returns."""
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return exit_.code
+
+
+def test_training_sizes_refuse_width_x_height():
+    # `paddy sample --size 480x640` is width x height; a training size of "480x640" would silently mean the opposite.
+    with pytest.raises(ConfigError, match="HEIGHT,WIDTH"):
+        parse_size("480x640")
+    assert parse_size("640,480") == (640, 480)
+
+
+@pytest.mark.parametrize("device", ["foo", "cuda:x", "gpu"])
+def test_unknown_device_is_a_config_error(device):
+    with pytest.raises(ConfigError, match="device must be"):
+        TrainConfig(arch="resnet10t", device=device)
+    with pytest.raises(ConfigError, match="device must be"):
+        resolve_device(device)
+
+
+def test_negative_workers_is_a_config_error():
+    with pytest.raises(ConfigError, match="num_workers"):
+        TrainConfig(arch="resnet10t", num_workers=-1)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--size", "480x640"], "HEIGHT,WIDTH"),
+    (["--device", "foo"], "device must be"),
+    (["--workers", "-1"], "num_workers"),
+])
+def test_train_cli_bad_values_are_one_line_and_write_nothing(tiny_sample, tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    code = run(["train", str(tiny_sample), "--arch", "resnet10t", "--no-pretrained", "--out", str(out), *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_os_errors_are_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = run(["sample", str(blocker / "data"), "--n-train", "10", "--n-test", "2", "--size", "48x64"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("paddy sample: error:"), err

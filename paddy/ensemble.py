@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paddy import competition, run_folder, submission
+from paddy import atomic, competition, run_folder, submission
 from paddy.data import find_data
 from paddy.errors import ConfigError, DataError
 
@@ -128,6 +128,9 @@ def read_member(run, vocab=None):
     run = Path(run)
     if not run.is_dir():
         raise DataError(f"{run} is not a folder; give run folders written by paddy train")
+    if not run_folder.is_complete(run):
+        raise DataError(f"{run} has no {run_folder.RESULT}: the run is unfinished; finish it (paddy train) "
+                        "or leave it out")
     test = run_folder.read_probs(run_folder.test_probs_path(run, TARGET))
     valid = run_folder.read_probs(run_folder.valid_probs_path(run, TARGET), vocab=test.vocab)
     if valid.true is None:
@@ -193,8 +196,9 @@ def ensemble_runs(run_dirs, data, out, weights=None, message="", log=None, overw
         member_accuracy=tuple(accuracy(m.valid.probs, m.valid.true, vocab) for m in members),
         member_n_valid=tuple(len(m.valid.image_ids) for m in members), scores=scores,
         label_counts=frame[submission.label_column(sample)].value_counts().to_dict())
-    submission.write_submission(out, frame)
-    submission.append_log(result.log, log_row(result, message))
+    with atomic.atomic_path(out) as tmp:  # the CSV appears only once its log row is in: never an unlogged CSV
+        submission.write_submission(tmp, frame)
+        submission.append_log(result.log, log_row(result, message))
     if not quiet:
         print(format_table(result))
     return result

@@ -239,6 +239,10 @@ def _not_a_run(tmp, runs):
     runs[1] = tmp / "no-such-run"
 
 
+def _unfinished_run(tmp, runs):
+    (runs[1] / run_folder.RESULT).unlink()  # probabilities written, result.json not yet: the run is not complete
+
+
 @pytest.mark.parametrize("damage, extra, words", [
     (_no_test_probs, [], "test_probs_label.csv is missing"),
     (_other_vocab, [], "disagree on the label vocab"),
@@ -247,6 +251,7 @@ def _not_a_run(tmp, runs):
     (_negative_probs, [], "negative"),
     (_sample_with_other_ids, [], "disagree on image ids"),
     (_not_a_run, [], "not a folder"),
+    (_unfinished_run, [], "unfinished"),
     (_unreadable_log, [], "not a readable submissions log"),
     (None, ["--weights", "1"], "1 weight"),
     (None, ["--weights", "1,2,3"], "3 weight"),
@@ -266,6 +271,16 @@ def test_bad_input_one_line_exit_2_nothing_written(two_runs, tmp_path, capsys, d
     assert words in err and err.count("\n") == 1 and err.startswith("paddy ensemble: error:")
     assert sorted(p.name for p in subs.iterdir()) == ["first.csv", "log.csv"]  # no CSV, no temp file
     assert (subs / "log.csv").read_bytes() == log_before  # nothing appended
+
+
+def test_log_write_failure_leaves_no_csv(two_runs, tmp_path):
+    from paddy.ensemble import ensemble_runs
+
+    data, run_a, _ = two_runs
+    (tmp_path / "log-is-a-folder").mkdir()  # readable as an empty log, but appending to it fails
+    with pytest.raises(OSError):
+        ensemble_runs([run_a], data, tmp_path / "x.csv", log=tmp_path / "log-is-a-folder", quiet=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "log-is-a-folder", "runs"]  # no CSV, no temp file
 
 
 def test_ensemble_of_complementary_members_beats_the_best(tmp_path, capsys):

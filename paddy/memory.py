@@ -393,7 +393,7 @@ def _progress(configs, show):
 
 def probe_targets(arch=None, size=None, plan=None, bs=64, budget_gb=None, write_plan=False):
     """What the CLI probes: (plan or None, configs, budget GB) from --arch/--size or --plan; ConfigError if unclear."""
-    from paddy.plan import load_plan
+    from paddy.plan import is_builtin, load_plan
 
     if write_plan and not plan:
         raise ConfigError("--write-plan needs --plan: it writes the chosen accum back into that plan file")
@@ -401,6 +401,9 @@ def probe_targets(arch=None, size=None, plan=None, bs=64, budget_gb=None, write_
         if arch or size:
             raise ConfigError("give either --plan or --arch with --size, not both")
         loaded = load_plan(plan)
+        if write_plan and is_builtin(loaded.path):
+            raise ConfigError(f"--write-plan will not rewrite the kit's built-in plan {plan!r}; copy it first: "
+                              f"cp {loaded.path} my-plan.toml, then probe --plan my-plan.toml")
         budget = loaded.budget_gb if budget_gb is None else budget_gb
         return loaded, loaded.members, budget
     if not arch or not size:
@@ -510,10 +513,12 @@ def plan_with_accum(plan, chosen):
 
 
 def write_chosen_accum(plan, report, path=None):
-    """Write `plan` back (to its own file unless `path`) with each member's chosen accum; return the path."""
+    """Write `plan` back (to its own file unless `path`) with each member's chosen accum and the budget they were
+    chosen for; return the path."""
     from paddy.plan import write_plan
 
-    return write_plan(plan_with_accum(plan, report.chosen), path or plan.path)
+    chosen = dataclasses.replace(plan_with_accum(plan, report.chosen), budget_gb=report.budget_gb)
+    return write_plan(chosen, path or plan.path)
 
 
 def _main(argv=None):

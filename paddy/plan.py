@@ -10,6 +10,8 @@ from paddy.errors import ConfigError
 
 BUILTIN_PLANS = Path(__file__).parent / "plans"
 TOP_LEVEL_KEYS = {"defaults", "members", "budget_gb", "description"}
+NONE = "none"  # TOML has no null: a member key set to "none" means None (split_seed: vary the split per member)
+NULLABLE_KEYS = ("split_seed", "num_workers")
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ def parse_plan(data, where="plan"):
     if not members:
         raise ConfigError(f"{where}: no [[members]] entries; add at least one with an arch and size")
     defaults = data.get("defaults", {})
-    configs = tuple(TrainConfig.from_dict({**defaults, **member}, where=f"{where} member {i + 1}")
+    configs = tuple(TrainConfig.from_dict(_nulls({**defaults, **member}), where=f"{where} member {i + 1}")
                     for i, member in enumerate(members))
     names = [c.run_name for c in configs]
     repeated = sorted({n for n in names if names.count(n) > 1})
@@ -54,6 +56,15 @@ def parse_plan(data, where="plan"):
     if not isinstance(budget, (int, float)) or budget <= 0:
         raise ConfigError(f"{where}: budget_gb must be positive, got {budget!r}")
     return Plan(members=configs, budget_gb=float(budget), description=data.get("description", ""))
+
+
+def _nulls(member):
+    return {k: None if k in NULLABLE_KEYS and v == NONE else v for k, v in member.items()}
+
+
+def is_builtin(path):
+    """True when `path` is one of the kit's own plan files (never rewrite those)."""
+    return Path(path).resolve().parent == BUILTIN_PLANS.resolve()
 
 
 def load_plan(plan):
@@ -75,7 +86,8 @@ def plan_to_toml(plan):
     lines.append(f"budget_gb = {_toml_value(plan.budget_gb)}")
     for member in plan.members:
         lines += ["", "[[members]]"]
-        lines += [f"{k} = {_toml_value(v)}" for k, v in member.to_dict().items() if v is not None]
+        lines += [f"{k} = {_toml_value(NONE if v is None else v)}" for k, v in member.to_dict().items()
+                  if v is not None or k in NULLABLE_KEYS]
     return "\n".join(lines) + "\n"
 
 

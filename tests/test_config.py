@@ -64,6 +64,14 @@ def test_plan_defaults_apply_and_roundtrip(tmp_path):
     assert load_plan(path).members == plan.members
 
 
+def test_plan_keeps_a_varying_split_through_toml(tmp_path):
+    plan = parse_plan({"defaults": {"split_seed": "none"}, "members": [{"arch": "resnet10t", "num_workers": 0}]})
+    assert plan.members[0].split_seed is None
+    path = tmp_path / "plan.toml"
+    path.write_text(plan_to_toml(plan))
+    assert load_plan(path).members == plan.members  # split_seed stays None, not the default 42
+
+
 def test_plan_errors():
     with pytest.raises(ConfigError, match="unknown top-level"):
         parse_plan({"member": []})

@@ -142,7 +142,9 @@ def test_probe_command_prints_writes_and_rewrites_the_plan(tiny_sample, tmp_path
 
     frame = pd.read_csv(out / "probe.csv")
     assert list(frame["arch"]) == ["resnet10t", "test_convnext"] and frame["fits"].all()
-    assert [m.accum for m in load_plan(plan_path).members] == [1, 1]  # test_convnext had accum 2: 1 fits
+    rewritten = load_plan(plan_path)
+    assert [m.accum for m in rewritten.members] == [1, 1]  # test_convnext had accum 2: 1 fits
+    assert rewritten.budget_gb == 16.0  # the budget the accum was chosen for, not the plan's 4 GB
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -152,15 +154,16 @@ def test_probe_command_prints_writes_and_rewrites_the_plan(tiny_sample, tmp_path
     (["--arch", "resnet10t", "--size", "32", "--max-accum", "3"], "power of two"),
     (["--arch", "resnet10t"], "--size"),
     (["--arch", "resnet10t", "--size", "32", "--write-plan"], "--plan"),
+    (["--plan", "tiny", "--write-plan"], "copy it first"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tiny_sample, tmp_path, capsys, argv, message):
-    out = tmp_path / "out"
+    out, builtin = tmp_path / "out", load_plan("tiny").path.read_text()
     with pytest.raises(SystemExit) as exit_info:
         exit_code = main(["probe", str(tiny_sample), "--no-subprocess", "--out", str(out), *argv])
         raise SystemExit(exit_code)
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and message in err
-    assert not out.exists()
+    assert not out.exists() and load_plan("tiny").path.read_text() == builtin
 
 
 def test_a_data_folder_that_check_rejects_is_one_line_exit_2(tiny_sample, tmp_path, capsys):

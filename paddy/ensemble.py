@@ -17,7 +17,8 @@ from paddy.data import find_data
 from paddy.errors import ConfigError, DataError
 
 TARGET = "label"  # every run, single- or multi-target, saves this head in the same form
-CONFIG_KEYS = ("arch", "size", "item_size", "item_method", "epochs", "accum", "targets", "tta", "valid_seed")
+CONFIG_KEYS = ("arch", "size", "item_size", "item_method", "epochs", "lr", "finetune", "pretrained", "bs", "accum",
+               "targets", "tta", "seed", "valid_seed")
 
 
 def parse_weights(weights, n_members):
@@ -140,7 +141,8 @@ def read_member(run, vocab=None):
     if vocab is not None:
         test, valid = reorder_classes(test, vocab), reorder_classes(valid, vocab)
     config = run_folder.read_json(run, run_folder.CONFIG) if (run / run_folder.CONFIG).is_file() else {}
-    config = {k: config[k] for k in CONFIG_KEYS if k in config}
+    trained = run_folder.read_json(run, run_folder.RESULT).get("epochs")  # fine_tune trains 1 frozen + `epochs`
+    config = {k: config[k] for k in CONFIG_KEYS if k in config} | ({"epochs": trained} if trained else {})
     return Member(run=run, name=run.name, test=test, valid=valid, config=config)
 
 

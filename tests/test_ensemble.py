@@ -69,8 +69,10 @@ def two_runs(tmp_path):
     good = one_hot(VALID_TRUE, strength=0.9)  # surer than `half`, so the ensemble follows it where they differ
     half = one_hot(VALID_TRUE[:4] + ("normal", "blast", "hispa", "normal"))  # wrong on the last four
     run_a = make_run(tmp_path / "runs" / "a", random_probs(6, 1), good, config={"arch": "resnet10t"})
-    run_b = make_run(tmp_path / "runs" / "b", random_probs(6, 2), half, config={"arch": "convnext_atto"},
-                     targets=("label", "variety"))
+    run_b = make_run(tmp_path / "runs" / "b", random_probs(6, 2), half, targets=("label", "variety"),
+                     config={"arch": "convnext_atto", "finetune": True, "lr": 0.002, "pretrained": False, "bs": 32,
+                             "seed": 7})
+    (run_b / run_folder.RESULT).write_text(json.dumps({"epochs": 2}))  # fine_tune: 1 frozen + 1 unfrozen epoch
     return data, run_a, run_b
 
 
@@ -173,7 +175,8 @@ def test_two_runs_score_table_and_log_row(two_runs, tmp_path, capsys):
     row = log.iloc[0]
     assert row["file"].endswith("ab.csv") and row["message"] == "two archs" and row["event"] == "written"
     assert row["members"] == ("a(arch=resnet10t size=64x64 epochs=1 targets=label tta=flip); "
-                              "b(arch=convnext_atto size=64x64 epochs=1 targets=label+variety tta=flip)")
+                              "b(arch=convnext_atto size=64x64 epochs=2 lr=0.002 finetune=True pretrained=False bs=32 "
+                              "targets=label+variety tta=flip seed=7)")
     assert row["n_valid"] == "8" and row["valid_accuracy"] == row["best_member_accuracy"] == 1.0
 
 

@@ -261,6 +261,22 @@ def test_cli_bad_plan_leaves_no_runs(tiny_sample, tmp_path, capsys):
     assert not runs.exists()
 
 
+def test_cli_plan_refuses_single_run_flags_and_overrides_device_and_workers(tiny_sample, tmp_path, capsys):
+    from paddy.cli import build_parser
+    from paddy.commands.train import _plan
+
+    runs = tmp_path / "runs"
+    for flags in (["--epochs", "3"], ["--tta", "flip"], ["--no-pretrained"], ["--out", str(tmp_path / "x")]):
+        assert main(["train", str(tiny_sample), "--plan", "tiny", "--runs", str(runs), *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert flags[0] in err and "--plan" in err and len(err.splitlines()) == 1
+    assert not runs.exists()
+    args = build_parser().parse_args(["train", str(tiny_sample), "--plan", "tiny", "--runs", str(runs),
+                                      "--device", "cpu", "--workers", "1"])
+    members = _plan(args).members
+    assert [(m.device, m.num_workers) for m in members] == [("cpu", 1)] * len(members)
+
+
 @pytest.mark.slow
 def test_tiny_plan_trains_every_member_then_skips(tiny_sample, tmp_path):
     from paddy.plan import load_plan

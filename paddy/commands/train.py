@@ -30,26 +30,26 @@ def register(subparsers):
                         help="competition folder (default on Kaggle: the competition's input folder)")
     one = parser.add_argument_group("one run")
     one.add_argument("--arch", help="timm name, e.g. convnext_small.fb_in22k, vit_large_patch16_224, resnet10t")
-    one.add_argument("--size", type=size, default=(224, 224),
+    one.add_argument("--size", type=size,
                      help="batch image size after augmentation: 224 or HEIGHT,WIDTH (224)")
-    one.add_argument("--item-size", type=size, default=(480, 480), help="per-image resize, HEIGHT,WIDTH (480)")
-    one.add_argument("--item-method", choices=("squish", "crop", "pad"), default="squish")
-    one.add_argument("--epochs", type=positive_int, default=12)
-    one.add_argument("--lr", type=positive_float, default=0.01)
-    one.add_argument("--bs", type=positive_int, default=64, help="effective batch size (64)")
-    one.add_argument("--accum", default="1",
+    one.add_argument("--item-size", type=size, help="per-image resize, HEIGHT,WIDTH (480)")
+    one.add_argument("--item-method", choices=("squish", "crop", "pad"), help="(squish)")
+    one.add_argument("--epochs", type=positive_int, help="(12)")
+    one.add_argument("--lr", type=positive_float, help="(0.01)")
+    one.add_argument("--bs", type=positive_int, help="effective batch size (64)")
+    one.add_argument("--accum",
                      help="accumulate gradients over K micro-batches of BS/K (power of two, or 'auto'); "
-                          "not exactly equivalent with batch norm")
-    one.add_argument("--no-finetune", dest="finetune", action="store_false",
+                          "not exactly equivalent with batch norm (1)")
+    one.add_argument("--no-finetune", dest="finetune", action="store_false", default=None,
                      help="train all layers from the start (unfreeze + fit_one_cycle) instead of fine_tune")
-    one.add_argument("--no-pretrained", dest="pretrained", action="store_false",
+    one.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
                      help="random initial weights (no download)")
-    one.add_argument("--seed", type=int, default=42)
-    one.add_argument("--targets", default="label", help="label, or label,variety for a two-headed model")
-    one.add_argument("--target-weights", default="", help="loss weight per target, e.g. 1,0.5")
-    one.add_argument("--tta", default="4,0.25", help="N,BETA (fastai tta), flip, or none (4,0.25)")
-    one.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    one.add_argument("--workers", type=int, default=None, help="DataLoader workers (fastai's default)")
+    one.add_argument("--seed", type=int, help="(42)")
+    one.add_argument("--targets", help="label, or label,variety for a two-headed model (label)")
+    one.add_argument("--target-weights", help="loss weight per target, e.g. 1,0.5")
+    one.add_argument("--tta", help="N,BETA (fastai tta), flip, or none (4,0.25)")
+    one.add_argument("--device", help="auto, cpu, cuda or cuda:N (auto); with --plan: for every member")
+    one.add_argument("--workers", type=int, help="DataLoader workers (fastai's default); with --plan: for every member")
     one.add_argument("--out", help="run folder to write")
     many = parser.add_argument_group("a plan")
     many.add_argument("--plan", help="plan TOML file or built-in plan name (tiny, road-to-the-top)")
@@ -72,13 +72,33 @@ def run_train(args):
     return 0
 
 
+# Flags that define a run (argparse dests equal TrainConfig fields); plan members define their own.
+RUN_FLAGS = ("arch", "size", "item_size", "item_method", "epochs", "lr", "bs", "accum", "finetune", "pretrained",
+             "seed", "targets", "target_weights", "tta")
+OVERRIDES = {"device": "device", "workers": "num_workers"}  # machine settings: applied to every plan member
+SPELLING = {"finetune": "--no-finetune", "pretrained": "--no-pretrained"}
+
+
+def _given(args, names):
+    """{field: value} for the flags in `names` ({dest: field}) that were given (argparse defaults are None)."""
+    return {field: getattr(args, dest) for dest, field in names.items() if getattr(args, dest) is not None}
+
+
 def _plan(args):
+    import dataclasses
+
     from paddy.errors import ConfigError
     from paddy.plan import load_plan
 
-    if not (args.plan and args.runs) or args.arch or args.out:
-        raise ConfigError("a plan run takes --plan PLAN --runs DIR (and no --arch/--out)")
-    return load_plan(args.plan)
+    given = [SPELLING.get(d, "--" + d.replace("_", "-")) for d in (*RUN_FLAGS, "out") if getattr(args, d) is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)} cannot be combined with --plan: set them in the plan file "
+                          "(only --device and --workers apply to every member)")
+    if not (args.plan and args.runs):
+        raise ConfigError("a plan run takes --plan PLAN --runs DIR")
+    plan = load_plan(args.plan)
+    overrides = _given(args, OVERRIDES)
+    return dataclasses.replace(plan, members=tuple(m.replace(**overrides) for m in plan.members))
 
 
 def _config(args):
@@ -87,8 +107,4 @@ def _config(args):
 
     if not (args.arch and args.out):
         raise ConfigError("one run needs --arch and --out (or use --plan PLAN --runs DIR)")
-    return TrainConfig(arch=args.arch, size=args.size, item_size=args.item_size, item_method=args.item_method,
-                       epochs=args.epochs, lr=args.lr, bs=args.bs, accum=args.accum, finetune=args.finetune,
-                       pretrained=args.pretrained, seed=args.seed, targets=args.targets,
-                       target_weights=args.target_weights, tta=args.tta, num_workers=args.workers,
-                       device=args.device)
+    return TrainConfig(**_given(args, {**{d: d for d in RUN_FLAGS}, **OVERRIDES}))

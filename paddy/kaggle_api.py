@@ -246,19 +246,21 @@ def push_kernels(folders, stage=DEFAULT_STAGE, with_deps=False, ready_timeout_s=
     return result
 
 
-def submit(path, message, competition_slug=competition.COMPETITION, data=None, log=DEFAULT_LOG, api=None):
-    """Check a submission CSV, send it to the competition, and append it to the submissions log."""
-    from paddy.submission import append_log, check_submission_file
+def submit(path, message, competition_slug=competition.COMPETITION, data=None, log=None, api=None):
+    """Check a submission CSV, send it, and log it (default: log.csv beside it) with its ensemble's columns."""
+    from paddy.submission import append_log, check_submission_file, read_log, written_fields
 
     if not str(message).strip():
         raise KaggleError("a submission needs a message: -m 'what changed'")
     check_submission_file(path, data=data)
+    log = Path(log) if log else Path(path).parent / "log.csv"  # where paddy ensemble logged it
+    written = written_fields(read_log(log), path)  # members and validation accuracy; an unreadable log fails here
     api = api or kaggle_client()
     with kaggle_errors(f"submitting {path} to {competition_slug}", competition_slug):
         response = api.competition_submit(str(path), message, competition_slug, quiet=True)
     if response.message == api.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE:
         raise KaggleError(f"submitting {path}: the upload to Kaggle failed; try again")
-    append_log(log, {"event": "submitted", "file": str(path), "competition": competition_slug,
+    append_log(log, {"event": "submitted", "file": str(path), "competition": competition_slug, **written,
                      "message": message, "kaggle_ref": response.ref})
     return {"ref": response.ref, "message": redact(response.message), "log": str(log)}
 
@@ -274,7 +276,20 @@ def list_submissions(competition_slug=competition.COMPETITION, api=None):
 
 
 def fill_public_scores(frame, submissions, competition_slug):
-    """A copy of the log with public_score filled from Kaggle's listing (by kaggle_ref, else by file and message)."""
+    """A copy of the log with public_score filled from Kaggle's listing on `submitted` rows and their `written` rows."""
+    from paddy.submission import same_file
+
+    frame = fill_submitted_scores(frame, submissions, competition_slug)
+    scored = frame[frame["event"].eq("submitted") & frame["public_score"].notna()]
+    for index, row in frame[frame["event"].eq("written")].iterrows():
+        same = [score for file, score in zip(scored["file"], scored["public_score"]) if same_file(file, row["file"])]
+        if same:
+            frame.loc[index, "public_score"] = same[-1]
+    return frame
+
+
+def fill_submitted_scores(frame, submissions, competition_slug):
+    """A copy of the log with public_score filled on `submitted` rows (by kaggle_ref, else by file and message)."""
     frame = frame.copy()
     if "kaggle_ref" not in frame.columns:
         frame["kaggle_ref"] = ""

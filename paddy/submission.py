@@ -25,6 +25,7 @@ LOG_COLUMNS = (
     "public_score",  # empty until `paddy submissions` fills it from Kaggle
 )
 NUMERIC_LOG_COLUMNS = ("valid_accuracy", "best_member_accuracy", "public_score")
+ENSEMBLE_LOG_COLUMNS = ("members", "weights", "valid_accuracy", "best_member_accuracy", "n_valid")
 
 
 def read_sample_submission(data):
@@ -151,6 +152,17 @@ def append_log(log_path, row):
     new = pd.DataFrame([{k: _log_value(v) for k, v in row.items()}], dtype=object)
     frame = pd.concat([frame.astype(object), new], ignore_index=True) if len(frame) else new
     return write_log(log_path, frame)
+
+
+def same_file(a, b):
+    """True when two logged file names point at the same file (relative names resolve against the current folder)."""
+    return Path(str(a)).resolve() == Path(str(b)).resolve()
+
+
+def written_fields(frame, path):
+    """The ensemble columns of the log's latest `written` row for the CSV `path`; {} when there is none."""
+    written = frame[frame["event"].eq("written") & frame["file"].map(lambda f: same_file(f, path))]
+    return {} if written.empty else {c: written.iloc[-1][c] for c in ENSEMBLE_LOG_COLUMNS}
 
 
 def utc_now():

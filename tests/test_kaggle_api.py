@@ -253,6 +253,24 @@ def test_submit_sends_logs_and_submissions_fill_the_score(stub, tmp_path, capsys
     _assert_no_secret(stub, tmp_path, out, err)
 
 
+def test_submit_carries_the_ensembles_accuracy_and_the_score_fills_both_rows(stub, tmp_path, capsys, monkeypatch):
+    from paddy.submission import append_log, read_log
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "submissions").mkdir()
+    csv = _submission_csv(tmp_path / "submissions" / "ab.csv")  # absolute here, relative in the ensemble's row
+    append_log("submissions/log.csv", {"event": "written", "file": "submissions/ab.csv", "members": "a(); b()",
+                                       "weights": "1,1", "valid_accuracy": 0.93, "n_valid": 8})
+    code, out, err = _run(capsys, "submit", csv, "-m", "a and b")  # no --log: the log beside the CSV
+    assert code == 0 and "submissions/log.csv" in out, err
+    submitted = read_log("submissions/log.csv").iloc[1]
+    assert (submitted["event"], submitted["members"], submitted["valid_accuracy"], submitted["n_valid"]) == (
+        "submitted", "a(); b()", 0.93, "8")
+    stub.scores[50001] = "0.95"
+    assert _run(capsys, "submissions", "--log", "submissions/log.csv")[0] == 0
+    assert list(read_log("submissions/log.csv")["public_score"]) == [0.95, 0.95]
+
+
 def test_submit_checks_the_csv_before_sending(stub, tmp_path, capsys):
     bad = _submission_csv(tmp_path / "bad.csv", label="not_a_disease")
     log = tmp_path / "log.csv"

@@ -51,7 +51,8 @@ def _register_submissions(subparsers):
     submit.add_argument("-m", "--message", required=True, help="what this submission tries")
     submit.add_argument("--competition", default=COMPETITION, help="competition slug (default: %(default)s)")
     submit.add_argument("--data", help="competition folder whose sample_submission.csv to check against")
-    submit.add_argument("--log", default="submissions/log.csv", help="submissions log (default: %(default)s)")
+    submit.add_argument("--log", default=None, help="submissions log (default: log.csv beside the CSV, where "
+                        "paddy ensemble logged it)")
     submit.set_defaults(func=run_submit)
 
     listing = subparsers.add_parser("submissions", help="list your Kaggle submissions; fill the log's scores")

@@ -308,13 +308,15 @@ def stored_config(config, data_path):
             "data": str(data_path), "versions": versions}
 
 
-def check_same_run(out, config):
+def check_same_run(out, config, ignore_accum=False):
     """ConfigError when folder `out` already holds a run of another config (a resume or skip would mix them)."""
     stored = Path(out) / run_folder.CONFIG
     if not stored.is_file():
         return
-    # Device and worker count may change between attempts; "auto" accum was resolved when the run started.
-    ignore = ("device", "num_workers") + (("accum",) if config.accum == "auto" else ())
+    # Device and worker count may change between attempts; "auto" accum was resolved when the run started. A
+    # complete run passes `ignore_accum`: accum only splits the same effective batch, so a plan whose accum the
+    # probe rewrote still skips the runs it already finished.
+    ignore = ("device", "num_workers") + (("accum",) if ignore_accum or config.accum == "auto" else ())
     saved = json.loads(stored.read_text())
     changed = sorted(k for k, v in config.to_dict().items() if k not in ignore and saved.get(k) != v)
     if changed:
@@ -346,7 +348,7 @@ def train_run(data_path, config, out, cbs=(), budget_gb=None, check_data=True):
     """Train one run into folder `out` and return its result; a complete folder is skipped, a partial one resumes."""
     out = Path(out)
     if run_folder.is_complete(out):
-        check_same_run(out, config)
+        check_same_run(out, config, ignore_accum=True)
         return {**run_folder.read_json(out, run_folder.RESULT), "skipped": True}
     data_path = data.find_data(data_path)
     check_arch(config.arch)  # before accum "auto" would probe an unknown arch

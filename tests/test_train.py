@@ -158,6 +158,23 @@ def test_train_run_writes_a_complete_run_folder(tiny_sample, tmp_path):
         train.train_run(tiny_sample, _config(accum=2, arch="test_resnet"), out)
 
 
+def _fake_run_folder(out, config, complete):
+    """A run folder as train_run leaves it: config.json, and result.json when complete (no training needed)."""
+    out.mkdir(parents=True)
+    (out / run_folder.CONFIG).write_text(json.dumps(config.to_dict()))
+    if complete:
+        (out / run_folder.RESULT).write_text(json.dumps({"run": config.run_name, "epochs": 1}))
+
+
+def test_a_complete_run_is_skipped_after_its_accum_was_rewritten(tiny_sample, tmp_path):
+    from paddy.plan import Plan
+
+    member = _config(accum=1)
+    _fake_run_folder(tmp_path / "runs" / member.run_name, member, complete=True)
+    results = train.train_plan(tiny_sample, Plan(members=(member.replace(accum=2),)), tmp_path / "runs")
+    assert results[0]["skipped"] is True  # same effective batch: the probe's new accum does not invalidate it
+
+
 class Killed(Exception):
     """Stands in for a kill after the first epoch's checkpoint."""
 

@@ -324,17 +324,22 @@ def check_same_run(out, config, ignore_accum=False):
                           "choose another --out or delete it")
 
 
+def check_out(out, config):
+    """ConfigError unless folder `out` is absent, empty, or a (complete or partial) run folder of `config`."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a folder; choose another --out")
+    check_same_run(out, config, ignore_accum=run_folder.is_complete(out))
+    if out.is_dir() and any(out.iterdir()) and not (out / run_folder.CONFIG).is_file():
+        raise ConfigError(f"{out} is not empty and not a run folder; choose another --out")
+
+
 def prepare_run(data_path, config, out, check_data=True):
     """Check everything a run needs before any file is written; return the training items."""
     from paddy.check import require_valid
 
     check_arch(config.arch)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} exists and is not a folder; choose another --out")
-    check_same_run(out, config)
-    if out.is_dir() and any(out.iterdir()) and not (out / run_folder.CONFIG).is_file():
-        raise ConfigError(f"{out} is not empty and not a run folder; choose another --out")
+    check_out(out, config)
     if check_data:
         require_valid(data_path, progress=False)
     data.read_train_csv(data_path, targets=config.targets)
@@ -413,8 +418,9 @@ def train_plan(data_path, plan, runs_dir):
     from paddy.check import require_valid
 
     data_path = data.find_data(data_path)
-    for member in plan.members:  # check every arch and the data once, before hours of training start
+    for member in plan.members:  # check every arch, run folder and the data once, before hours of training start
         check_arch(member.arch)
+        check_out(Path(runs_dir) / member.run_name, member)
     require_valid(data_path, progress=False)
     results = []
     for member in plan.members:

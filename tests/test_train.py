@@ -175,6 +175,16 @@ def test_a_complete_run_is_skipped_after_its_accum_was_rewritten(tiny_sample, tm
     assert results[0]["skipped"] is True  # same effective batch: the probe's new accum does not invalidate it
 
 
+def test_a_plan_checks_every_run_folder_before_training(tiny_sample, tmp_path):
+    from paddy.plan import Plan
+
+    first, second = _config(name="first"), _config(name="second")
+    _fake_run_folder(tmp_path / "runs" / "second", second.replace(epochs=5), complete=False)
+    with pytest.raises(ConfigError, match=r"second holds a run with a different config \(epochs\)"):
+        train.train_plan(tiny_sample, Plan(members=(first, second)), tmp_path / "runs")
+    assert not (tmp_path / "runs" / "first").exists()  # refused before the first member trained
+
+
 class Killed(Exception):
     """Stands in for a kill after the first epoch's checkpoint."""
 

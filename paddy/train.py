@@ -334,6 +334,15 @@ def check_out(out, config):
         raise ConfigError(f"{out} is not empty and not a run folder; choose another --out")
 
 
+def resumed_accum(out, config):
+    """An "auto" accum becomes the accum its run folder started with, so a resume neither probes nor changes it."""
+    stored = Path(out) / run_folder.CONFIG
+    if config.accum != "auto" or not stored.is_file():
+        return config
+    accum = json.loads(stored.read_text()).get("accum")
+    return config.replace(accum=accum) if isinstance(accum, int) else config
+
+
 def prepare_run(data_path, config, out, check_data=True):
     """Check everything a run needs before any file is written; return the training items."""
     from paddy.check import require_valid
@@ -357,7 +366,7 @@ def train_run(data_path, config, out, cbs=(), budget_gb=None, check_data=True):
         return {**run_folder.read_json(out, run_folder.RESULT), "skipped": True}
     data_path = data.find_data(data_path)
     check_arch(config.arch)  # before accum "auto" would probe an unknown arch
-    config = resolve_config(data_path, config, budget_gb)
+    config = resolve_config(data_path, resumed_accum(out, config), budget_gb)
     items = prepare_run(data_path, config, out, check_data=check_data)
     dls = data.image_dataloaders(items, config)
     learn = build_learner(dls, config)

@@ -185,6 +185,14 @@ def test_a_plan_checks_every_run_folder_before_training(tiny_sample, tmp_path):
     assert not (tmp_path / "runs" / "first").exists()  # refused before the first member trained
 
 
+def test_an_auto_accum_run_resumes_at_its_stored_accum_without_probing(tiny_sample, tmp_path):
+    out = tmp_path / "run"
+    _fake_run_folder(out, _config(accum=2), complete=False)
+    # A probe could not fit anything in this budget: the run only trains if it takes accum 2 from config.json.
+    result = train.train_run(tiny_sample, _config(accum="auto"), out, budget_gb=1e-9)
+    assert result["accum"] == 2 and json.loads((out / run_folder.CONFIG).read_text())["accum"] == 2
+
+
 class Killed(Exception):
     """Stands in for a kill after the first epoch's checkpoint."""
 

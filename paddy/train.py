@@ -49,12 +49,11 @@ def build_learner(dls, config, device=None):
     """A fastai vision_learner on the timm arch: loss and metrics per target, accumulation, fp16 only on CUDA."""
     from fastai.vision.all import CrossEntropyLossFlat, GradientAccumulation, error_rate, vision_learner
 
-    device = runtime.resolve_device(config.device if device is None else device)
-    vocabs = data.dataloader_vocabs(dls, config.targets)
-    head_sizes = [len(vocabs[t]) for t in config.targets]
-    if len(config.targets) > 1:
-        from paddy import multitask
+    from paddy import multitask
 
+    device = runtime.resolve_device(config.device if device is None else device)
+    head_sizes = multitask.head_sizes_for(data.dataloader_vocabs(dls, config.targets), config.targets)
+    if len(config.targets) > 1:
         loss_func = multitask.MultiTargetLoss(head_sizes, config.target_weights)
         metrics = multitask.multitask_metrics(config.targets, head_sizes)
     else:
@@ -267,10 +266,10 @@ def split_probs(probs, vocabs, targets):
     """Per-target probability arrays, checked to be probabilities (each head's rows sum to 1)."""
     import numpy as np
 
-    head_sizes = [len(vocabs[t]) for t in targets]
-    if len(targets) > 1:
-        from paddy import multitask
+    from paddy import multitask
 
+    head_sizes = multitask.head_sizes_for(vocabs, targets)
+    if len(targets) > 1:
         heads = multitask.split_heads(probs, head_sizes)
     else:
         heads = (probs,)

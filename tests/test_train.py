@@ -158,6 +158,16 @@ def test_train_run_writes_a_complete_run_folder(tiny_sample, tmp_path):
         train.train_run(tiny_sample, _config(accum=2, arch="test_resnet"), out)
 
 
+def test_split_probs_needs_a_vocab_per_target():
+    probs = torch.cat([torch.full((2, 2), 1 / 2), torch.full((2, 3), 1 / 3)], dim=1)  # two heads' probabilities
+    assert set(train.split_probs(probs, {"label": "ab", "variety": "xyz"}, ("label", "variety"))) == {"label",
+                                                                                                    "variety"}
+    with pytest.raises(ConfigError, match="no vocab for target.*variety"):
+        train.split_probs(probs, {"label": "abcde"}, ("label", "variety"))
+    with pytest.raises(ConfigError, match="head sizes must be positive"):
+        train.split_probs(torch.ones((2, 1)), {"label": ""}, ("label",))
+
+
 def _fake_run_folder(out, config, complete):
     """A run folder as train_run leaves it: config.json, and result.json when complete (no training needed)."""
     out.mkdir(parents=True)

@@ -1,6 +1,7 @@
 """The training config: one small frozen dataclass that checks itself, shared by train, probe, plans and kernels."""
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 
@@ -85,7 +86,7 @@ class TrainConfig:
         set_(self, "size", parse_size(self.size, "size"))
         set_(self, "item_size", parse_size(self.item_size, "item_size"))
         set_(self, "targets", _parse_targets(self.targets))
-        set_(self, "target_weights", _parse_weights(self.target_weights, len(self.targets)))
+        set_(self, "target_weights", parse_weights(self.target_weights, len(self.targets)))
         set_(self, "accum", _parse_accum(self.accum, self.bs))
         parse_tta(self.tta)
         if self.item_method not in ITEM_METHODS:
@@ -155,20 +156,20 @@ def _parse_targets(targets):
     return targets
 
 
-def _parse_weights(weights, n_targets):
-    if isinstance(weights, str):
-        weights = [w for w in weights.split(",") if w.strip()]
-    if weights is None or len(weights) == 0:
-        return (1.0,) * n_targets
+def parse_weights(weights, count, what="target weight", per="target"):
+    """Turn None or "" (equal), "2,1" or a sequence into `count` finite weights >= 0, not all zero."""
+    items = [w for w in weights.split(",") if w.strip()] if isinstance(weights, str) else list(weights or ())
+    if not items:
+        return (1.0,) * count
     try:
-        weights = tuple(float(w) for w in weights)
+        values = tuple(float(w) for w in items)
     except (TypeError, ValueError):
-        raise ConfigError(f"target weights must be numbers, got {weights!r}") from None
-    if len(weights) != n_targets:
-        raise ConfigError(f"got {len(weights)} target weight(s) for {n_targets} target(s); give one per target")
-    if min(weights) < 0 or sum(weights) == 0:
-        raise ConfigError(f"target weights must be >= 0 and not all zero, got {weights}")
-    return weights
+        raise ConfigError(f"{what}s must be numbers like 2,1, got {weights!r}") from None
+    if len(values) != count:
+        raise ConfigError(f"got {len(values)} {what}(s) for {count} {per}(s); give one per {per}, in order")
+    if not all(math.isfinite(w) and w >= 0 for w in values) or sum(values) == 0:
+        raise ConfigError(f"{what}s must be >= 0, finite and not all zero, got {weights!r}")
+    return values
 
 
 def _parse_accum(accum, bs):

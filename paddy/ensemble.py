@@ -13,28 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from paddy import atomic, competition, run_folder, submission
+from paddy.config import parse_weights
 from paddy.data import find_data
 from paddy.errors import ConfigError, DataError
 
 TARGET = "label"  # every run, single- or multi-target, saves this head in the same form
 CONFIG_KEYS = ("arch", "size", "item_size", "item_method", "epochs", "lr", "finetune", "pretrained", "bs", "accum",
                "targets", "tta", "seed", "valid_seed")
-
-
-def parse_weights(weights, n_members):
-    """Turn None (equal), "2,1" or a sequence into a tuple of n_members finite weights >= 0, not all zero."""
-    if weights is None or (isinstance(weights, str) and not weights.strip()):
-        return (1.0,) * n_members
-    items = weights.split(",") if isinstance(weights, str) else list(weights)
-    try:
-        values = tuple(float(w) for w in items)
-    except (TypeError, ValueError):
-        raise ConfigError(f"weights must be numbers like 2,1,1, got {weights!r}") from None
-    if len(values) != n_members:
-        raise ConfigError(f"got {len(values)} weight(s) for {n_members} run(s); give one weight per run, in order")
-    if not all(math.isfinite(w) and w >= 0 for w in values) or sum(values) == 0:
-        raise ConfigError(f"weights must be finite, >= 0 and not all zero, got {weights!r}")
-    return values
 
 
 def weighted_mean(prob_list, weights=None):
@@ -46,7 +31,7 @@ def weighted_mean(prob_list, weights=None):
         raise DataError(f"probability arrays differ in shape: {[a.shape for a in arrays]}")
     if not all(np.isfinite(a).all() and (a >= 0).all() for a in arrays):
         raise DataError("probabilities must be finite and >= 0; a run is corrupt, re-run it")
-    w = np.asarray(parse_weights(weights, len(arrays)))
+    w = np.asarray(parse_weights(weights, len(arrays), what="weight", per="run"))
     return np.tensordot(w / w.sum(), np.stack(arrays), axes=1)
 
 
@@ -183,7 +168,7 @@ def ensemble_runs(run_dirs, data, out, weights=None, message="", log=None, overw
     """Ensemble run folders into a checked submission CSV at `out`, print the score table, append a log row."""
     out = resolve_out(out, overwrite)
     members = read_members([Path(r) for r in run_dirs])
-    weights = parse_weights(weights, len(members))
+    weights = parse_weights(weights, len(members), what="weight", per="run")
     vocab = members[0].test.vocab
     sample = submission.read_sample_submission(find_data(data))  # data None: the Kaggle input folder in a kernel
     ids = members[0].test.image_ids

@@ -8,7 +8,8 @@ import pytest
 
 from paddy import run_folder
 from paddy.cli import main
-from paddy.ensemble import align, common_ids, ensemble_accuracy, parse_weights, weighted_mean
+from paddy.config import parse_weights
+from paddy.ensemble import align, common_ids, ensemble_accuracy, weighted_mean
 from paddy.errors import ConfigError, DataError
 from paddy.submission import read_log
 
@@ -92,7 +93,7 @@ def test_weighted_mean_normalises_weights():
 ])
 def test_parse_weights_refuses(weights, words):
     with pytest.raises(ConfigError, match=words):
-        parse_weights(weights, 2)
+        parse_weights(weights, 2, what="weight", per="run")
 
 
 def test_weighted_mean_refuses_bad_arrays():

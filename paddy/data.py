@@ -22,17 +22,25 @@ def find_data(path=None):
     return path
 
 
-def read_train_csv(data, targets=("label",)):
-    """train.csv as a DataFrame (image_id as text); variety must be complete only when it is a target."""
+def read_csv(path, missing="", **kwargs):
+    """pandas.read_csv with one-line DataErrors: a missing file says `missing` (what to do), a broken one says why."""
     import pandas as pd
 
-    path = Path(data) / competition.TRAIN_CSV
+    path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path} is missing: is {data} a competition folder? (paddy check {data})")
+        raise DataError(f"{path} is missing" + (f": {missing}" if missing else ""))
     try:
-        frame = pd.read_csv(path, dtype={"image_id": str, "label": str, "variety": str})
+        return pd.read_csv(path, **kwargs)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
-        raise DataError(f"{path} is not a readable CSV ({str(error).splitlines()[0]}); fix or replace it") from None
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(f"{path} is not a readable CSV ({reason}); fix or replace it") from None
+
+
+def read_train_csv(data, targets=("label",)):
+    """train.csv as a DataFrame (image_id as text); variety must be complete only when it is a target."""
+    path = Path(data) / competition.TRAIN_CSV
+    frame = read_csv(path, f"is {data} a competition folder? (paddy check {data})",
+                     dtype={"image_id": str, "label": str, "variety": str})
     needed = ["image_id", *targets]
     missing = [c for c in needed if c not in frame.columns]
     if missing:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from paddy import atomic
+from paddy.data import read_csv
 from paddy.errors import DataError
 
 CONFIG = "config.json"
@@ -72,15 +73,9 @@ def write_probs(path, image_ids, probs, vocab, true=None):
 
 def read_probs(path, vocab=None):
     """Read a probabilities CSV, checking it is complete, finite, non-negative and matches `vocab` if given."""
-    import pandas as pd
-
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} is missing: is {path.parent} a finished run folder? (re-run paddy train)")
-    try:
-        frame = pd.read_csv(path, dtype={"image_id": str, TRUE_COLUMN: str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DataError(f"{path} is not a readable CSV ({error})") from None
+    frame = read_csv(path, f"is {path.parent} a finished run folder? (re-run paddy train)",
+                     dtype={"image_id": str, TRUE_COLUMN: str})
     if "image_id" not in frame.columns:
         raise DataError(f"{path} has no image_id column; it is not a probabilities file")
     classes = tuple(c for c in frame.columns if c not in ("image_id", TRUE_COLUMN))

@@ -8,6 +8,7 @@ import datetime
 from pathlib import Path
 
 from paddy import atomic, competition
+from paddy.data import read_csv
 from paddy.errors import DataError
 
 ID_COLUMN = "image_id"
@@ -30,15 +31,8 @@ ENSEMBLE_LOG_COLUMNS = ("members", "weights", "valid_accuracy", "best_member_acc
 
 def read_sample_submission(data):
     """Read DATA/sample_submission.csv with image ids as text; DataError when missing or malformed."""
-    import pandas as pd
-
     path = Path(data) / competition.SAMPLE_SUBMISSION_CSV
-    if not path.is_file():
-        raise DataError(f"{path} is missing: is {data} a competition folder? (paddy check {data})")
-    try:
-        sample = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DataError(f"{path} is not a readable CSV ({error})") from None
+    sample = read_csv(path, f"is {data} a competition folder? (paddy check {data})", dtype=str, keep_default_na=False)
     if ID_COLUMN not in sample.columns or len(sample.columns) < 2:
         raise DataError(f"{path} needs an image_id column and a label column, has {list(sample.columns)}")
     if sample[ID_COLUMN].duplicated().any():
@@ -98,15 +92,8 @@ def write_submission(path, frame):
 
 def check_submission_file(path, data=None, vocab=None):
     """Check a submission CSV against DATA's sample_submission.csv (default: the real competition's ids and labels)."""
-    import pandas as pd
-
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} is missing: write it first with paddy ensemble")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DataError(f"{path} is not a readable CSV ({error})") from None
+    frame = read_csv(path, "write it first with paddy ensemble", dtype=str, keep_default_na=False)
     sample = competition_sample() if data is None else read_sample_submission(data)
     vocab = tuple(competition.LABEL_COUNTS) if vocab is None else tuple(vocab)
     try:

@@ -23,14 +23,19 @@ def parse_size(value, what="size"):
         parts = list(value)
     else:
         parts = [value]
+    return positive_pair(parts, f"{what} must be positive: one int or 'HEIGHT,WIDTH', got {value!r}")
+
+
+def positive_pair(parts, message):
+    """Two positive ints from one or two parts (one means square); ConfigError(message) otherwise."""
     try:
         sizes = tuple(int(p) for p in parts)
     except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be an int or 'HEIGHT,WIDTH', got {value!r}") from None
+        raise ConfigError(message) from None
     if len(sizes) == 1:
         sizes = sizes * 2
     if len(sizes) != 2 or min(sizes) <= 0:
-        raise ConfigError(f"{what} must be positive: one int or 'HEIGHT,WIDTH', got {value!r}")
+        raise ConfigError(message)
     return sizes
 
 

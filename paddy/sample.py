@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageChops
 
 from paddy import atomic, competition
+from paddy.config import positive_pair
 from paddy.errors import ConfigError, DataError
 
 # disease -> lesion colour (RGB), number of lesions, half-height and half-width (fractions of the image), region
@@ -45,16 +46,8 @@ CANVAS_MAX = 160  # longest side of the drawing canvas; finer detail would only 
 
 def parse_wxh(text):
     """Turn "480x640" (WIDTH x HEIGHT) or "64" into a (width, height) tuple of positive ints."""
-    parts = str(text).lower().split("x")
-    try:
-        sizes = tuple(int(p) for p in parts)
-    except ValueError:
-        raise ConfigError(f"size must be WIDTHxHEIGHT like 480x640, got {text!r}") from None
-    if len(sizes) == 1:
-        sizes = sizes * 2
-    if len(sizes) != 2 or min(sizes) <= 0:
-        raise ConfigError(f"size must be two positive ints WIDTHxHEIGHT like 480x640, got {text!r}")
-    return sizes
+    return positive_pair(str(text).lower().split("x"),
+                         f"size must be two positive ints WIDTHxHEIGHT like 480x640, got {text!r}")
 
 
 def proportional_counts(n, weights):

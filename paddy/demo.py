@@ -119,8 +119,7 @@ def step_ensemble(run_dirs, data, workdir, result):
     from paddy.submission import check_submission_file
 
     out = workdir / "submissions" / "demo.csv"
-    ensembled, seconds = _timed(ensemble_runs, run_dirs, data, out, message="paddy demo", overwrite=True,
-                                quiet=True)
+    ensembled, seconds = _timed(ensemble_runs, run_dirs, data, out, message="paddy demo", overwrite=True)
     result.add("ensemble", seconds, format_table(ensembled), out)
     vocab = ensembled.members[0].test.vocab
     frame, seconds = _timed(check_submission_file, out, data=data, vocab=vocab)

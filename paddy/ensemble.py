@@ -164,8 +164,8 @@ class EnsembleResult:
         return int(np.nanargmax(self.scores.members)) if self.scores.n_common else None
 
 
-def ensemble_runs(run_dirs, data, out, weights=None, message="", log=None, overwrite=False, quiet=False):
-    """Ensemble run folders into a checked submission CSV at `out`, print the score table, append a log row."""
+def ensemble_runs(run_dirs, data, out, weights=None, message="", log=None, overwrite=False):
+    """Ensemble run folders into a checked submission CSV at `out` and append a log row; format_table shows scores."""
     out = resolve_out(out, overwrite)
     members = read_members([Path(r) for r in run_dirs])
     weights = parse_weights(weights, len(members), what="weight", per="run")
@@ -186,8 +186,6 @@ def ensemble_runs(run_dirs, data, out, weights=None, message="", log=None, overw
     with atomic.atomic_path(out) as tmp:  # the CSV appears only once its log row is in: never an unlogged CSV
         submission.write_submission(tmp, frame)
         submission.append_log(result.log, log_row(result, message))
-    if not quiet:
-        print(format_table(result))
     return result
 
 

@@ -172,8 +172,8 @@ def ensemble_script(title, member_runs, kit, data):
     runs = pprint.pformat([f"{KAGGLE_INPUT}/{slug}/{run}" for slug, run in member_runs], width=110)
     body = (f"RUNS = {runs}\n\n"
             "from paddy.data import find_data  # noqa: E402  (importable only after the install above)\n"
-            "from paddy.ensemble import ensemble_runs  # noqa: E402\n\n"
-            f'ensemble_runs(RUNS, find_data(DATA), OUT / "submission.csv", message={title!r})  # prints its table\n')
+            "from paddy.ensemble import ensemble_runs, format_table  # noqa: E402\n\n"
+            f'print(format_table(ensemble_runs(RUNS, find_data(DATA), OUT / "submission.csv", message={title!r})))\n')
     return _script("ensemble", title, body, kit, data)
 
 

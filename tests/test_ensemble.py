@@ -283,7 +283,7 @@ def test_log_write_failure_leaves_no_csv(two_runs, tmp_path):
     data, run_a, _ = two_runs
     (tmp_path / "log-is-a-folder").mkdir()  # readable as an empty log, but appending to it fails
     with pytest.raises(OSError):
-        ensemble_runs([run_a], data, tmp_path / "x.csv", log=tmp_path / "log-is-a-folder", quiet=True)
+        ensemble_runs([run_a], data, tmp_path / "x.csv", log=tmp_path / "log-is-a-folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "log-is-a-folder", "runs"]  # no CSV, no temp file
 
 

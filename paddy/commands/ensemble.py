@@ -28,10 +28,11 @@ def register(subparsers):
 
 def run_ensemble(args):
     """Ensemble the runs and say where the CSV and its log row went."""
-    from paddy.ensemble import ensemble_runs
+    from paddy.ensemble import ensemble_runs, format_table
 
     result = ensemble_runs(args.runs, args.data, args.out, weights=args.weights, message=args.message,
                            log=args.log, overwrite=args.overwrite)
+    print(format_table(result))
     print(f"wrote {result.out} ({sum(result.label_counts.values())} rows, checked); logged to {result.log}")
 
 

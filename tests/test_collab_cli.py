@@ -88,6 +88,14 @@ def test_nn_model_and_kfold_run(tmp_path, capsys):
     assert len(json.loads((tmp_path / "nn" / "metrics.json").read_text())["folds"]) == 2
 
 
+def test_one_factor_model_trains_and_plots_its_pca(tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "collab", "--data", str(write_ratings(tmp_path / "r.csv", 12, 8)), "--factors", "1",
+                       "--epochs", "1", "--out", str(out), "--quiet")
+    assert code == 0, err
+    assert (out / "pca_items.png").stat().st_size > 0
+
+
 def test_similar_suggests_close_titles(tmp_path, capsys):
     out = tmp_path / "out"
     assert run(capsys, "collab", "--data", str(write_ml100k(tmp_path / "ml")), "--epochs", "1", "--out", str(out),

@@ -34,7 +34,10 @@ def pca_items(fitted, n=50):
     centred = factors - factors.mean(0)
     _, _, components = np.linalg.svd(centred, full_matrices=False)
     top = np.argsort(-fitted.item_counts()[1:], kind="stable")[:n]
-    return centred[top] @ components[:2].T, [fitted.titles[i] for i in top]
+    coords = centred[top] @ components[:2].T
+    # One factor (or one item) gives a single component: plot it against a zero second axis.
+    coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
+    return coords, [fitted.titles[i] for i in top]
 
 
 def plot_pca(coords, titles, path):

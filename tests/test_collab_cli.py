@@ -74,6 +74,8 @@ def test_train_then_recommend_and_similar_from_the_saved_folder(tmp_path, capsys
     assert code == 0 and "cold start" in text
     code, text, _ = run(capsys, "collab", "recommend", "--model", str(out), "--user", "new", "--rated", "1=5", "2=1")
     assert code == 0 and "fold-in of 2" in text and "[1]" not in text and "[2]" not in text
+    code, _, err = run(capsys, "collab", "recommend", "--model", str(out), "--user", "new", "--rated", "1=99")
+    assert code == 2 and "training data's scale" in err and len(err.strip().splitlines()) == 1
     code, text, _ = run(capsys, "collab", "similar", "--model", str(out), "--item", "7", "-n", "3")
     assert code == 0 and "most similar to 7" in text and len(text.strip().splitlines()) == 4
     code, _, err = run(capsys, "collab", "similar", "--model", str(out), "--item", "77777")

@@ -54,6 +54,10 @@ def parse_rated(fitted, rated):
             rating = None
         if not sep or not title or rating is None or not np.isfinite(rating):
             raise DataError(f"--rated {text!r} is not TITLE=RATING (e.g. 'Toy Story (1995)=4.5')")
+        y_range = fitted.shape.get("y_range")
+        if y_range and not y_range[0] < rating < y_range[1]:
+            raise DataError(f"--rated {text!r}: the model predicts ratings in ({y_range[0]:g}, {y_range[1]:g}) "
+                            "only; give a rating on the training data's scale")
         items.append(find_item(fitted, title))
         values.append(rating)
     return items, values

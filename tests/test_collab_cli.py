@@ -98,6 +98,21 @@ def test_one_factor_model_trains_and_plots_its_pca(tmp_path, capsys):
     assert (out / "pca_items.png").stat().st_size > 0
 
 
+def test_default_y_range_is_scaled_to_the_whole_datas_range_not_the_training_split(tmp_path, capsys):
+    from paddy.collab.data import random_split
+    from paddy.collab.fitted import load_model
+
+    data = write_ratings(tmp_path / "r.csv")
+    frame = pd.read_csv(data)
+    frame["stars"] = frame["stars"].clip(1, 4)
+    frame.loc[random_split(len(frame))[1][0], "stars"] = 5.0  # the only 5 lands in the validation split
+    frame.to_csv(data, index=False)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "collab", "--data", str(data), "--epochs", "1", "--out", str(out), "--quiet")
+    assert code == 0, err
+    assert load_model(out).shape["y_range"] == [0.0, 5.5]
+
+
 def test_similar_suggests_close_titles(tmp_path, capsys):
     out = tmp_path / "out"
     assert run(capsys, "collab", "--data", str(write_ml100k(tmp_path / "ml")), "--epochs", "1", "--out", str(out),

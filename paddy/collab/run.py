@@ -100,7 +100,10 @@ def run_collab(config, data="ml-latest-small", out="runs/collab", folds=1, colum
     start = time.perf_counter()
     check_out(out)
     ratings = load_ratings(data, *columns)
-    resolve_y_range(config, ratings.rating_range)  # ratings outside a given y_range: an error before any work
+    # Scale the default y_range to the whole data's rating range, not each training split's (a top rating that
+    # falls only in the validation split would otherwise be out of reach); a given y_range is checked here too.
+    y_range = resolve_y_range(config, ratings.rating_range)
+    config = config.replace(y_range=tuple(y_range) if y_range else ())
     result, metrics = fit_and_score(ratings, config, folds, progress=progress)
     fitted = result.fitted
     most_rated = int(fitted.item_counts()[1:].argmax()) + 1

@@ -113,6 +113,12 @@ def test_default_y_range_is_scaled_to_the_whole_datas_range_not_the_training_spl
     assert load_model(out).shape["y_range"] == [0.0, 5.5]
 
 
+def test_kfold_with_a_canonical_split_is_refused_not_ignored(tmp_path, capsys):
+    code, _, err = run(capsys, "collab", "--data", str(write_ml100k(tmp_path / "ml")), "--split", "u1", "--kfold", "2",
+                       "--epochs", "1", "--out", str(tmp_path / "out"), "--quiet")
+    assert code == 2 and "two different splits" in err and not (tmp_path / "out").exists()
+
+
 def test_similar_suggests_close_titles(tmp_path, capsys):
     out = tmp_path / "out"
     assert run(capsys, "collab", "--data", str(write_ml100k(tmp_path / "ml")), "--epochs", "1", "--out", str(out),

@@ -62,6 +62,8 @@ def train_splits(ratings, config, folds=1):
     """(train, valid) frame pairs: k-fold when `folds` > 1, else the configured split."""
     from paddy.collab.data import kfold_splits, split_frames
 
+    if folds > 1 and config.split != "random":
+        raise ConfigError(f"--kfold {folds} and --split {config.split} are two different splits; give one of them")
     if folds > 1:
         frame = ratings.frame
         return [(frame.iloc[t].reset_index(drop=True), frame.iloc[v].reset_index(drop=True))

@@ -119,6 +119,14 @@ def test_kfold_with_a_canonical_split_is_refused_not_ignored(tmp_path, capsys):
     assert code == 2 and "two different splits" in err and not (tmp_path / "out").exists()
 
 
+def test_crosstab_reads_the_data_given_before_or_after_the_action(tmp_path, capsys):
+    data = write_ratings(tmp_path / "r.csv", 6, 4)
+    for argv in (["--data", str(data), "crosstab"], ["crosstab", "--data", str(data)]):
+        code, text, err = run(capsys, "collab", *argv, "-n", "2", "--csv", str(tmp_path / "t.csv"))
+        assert code == 0, err
+        assert len(pd.read_csv(tmp_path / "t.csv", index_col=0)) == 2 and "Forrest" not in text
+
+
 def test_similar_suggests_close_titles(tmp_path, capsys):
     out = tmp_path / "out"
     assert run(capsys, "collab", "--data", str(write_ml100k(tmp_path / "ml")), "--epochs", "1", "--out", str(out),

@@ -101,7 +101,8 @@ def register(subparsers):
                      help="only items with at least this many training ratings (rare items' factors are noise)")
     sim.set_defaults(func=similar_command)
     tab = actions.add_parser("crosstab", help="top-N users x top-N items, ratings where known")
-    tab.add_argument("--data", default="ml-latest-small", help="as for training")
+    # SUPPRESS: keep the value given before the action (`paddy collab --data X crosstab`) instead of resetting it.
+    tab.add_argument("--data", default=argparse.SUPPRESS, help="as for training (default: ml-latest-small)")
     tab.add_argument("-n", type=positive_int, default=15, help="users and items")
     tab.add_argument("--csv", help="also write the table to this CSV")
     tab.set_defaults(func=crosstab_command)

@@ -127,6 +127,14 @@ def test_crosstab_reads_the_data_given_before_or_after_the_action(tmp_path, caps
         assert len(pd.read_csv(tmp_path / "t.csv", index_col=0)) == 2 and "Forrest" not in text
 
 
+def test_crosstab_takes_column_names_like_training(tmp_path, capsys):
+    data = write_ratings(tmp_path / "r.csv", 6, 4, columns=("x", "y", "z"))
+    pd.read_csv(data)[["z", "y", "x"]].to_csv(data, index=False)  # rating first: positional defaults would fail
+    code, text, err = run(capsys, "collab", "crosstab", "--data", str(data), "--user-col", "x", "--item-col", "y",
+                          "--rating-col", "z", "-n", "2")
+    assert code == 0, err
+
+
 def test_similar_suggests_close_titles(tmp_path, capsys):
     out = tmp_path / "out"
     assert run(capsys, "collab", "--data", str(write_ml100k(tmp_path / "ml")), "--epochs", "1", "--out", str(out),

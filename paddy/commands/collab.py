@@ -103,6 +103,8 @@ def register(subparsers):
     tab = actions.add_parser("crosstab", help="top-N users x top-N items, ratings where known")
     # SUPPRESS: keep the value given before the action (`paddy collab --data X crosstab`) instead of resetting it.
     tab.add_argument("--data", default=argparse.SUPPRESS, help="as for training (default: ml-latest-small)")
+    for side in ("user", "item", "rating"):
+        tab.add_argument(f"--{side}-col", default=argparse.SUPPRESS, help="as for training")
     tab.add_argument("-n", type=positive_int, default=15, help="users and items")
     tab.add_argument("--csv", help="also write the table to this CSV")
     tab.set_defaults(func=crosstab_command)
@@ -174,7 +176,7 @@ def crosstab_command(args):
     from paddy import atomic
     from paddy.collab.data import crosstab, load_ratings
 
-    table = crosstab(load_ratings(args.data), args.n)
+    table = crosstab(load_ratings(args.data, args.user_col, args.item_col, args.rating_col), args.n)
     with pd.option_context("display.width", 200, "display.max_columns", 50):
         print(table.rename(columns=lambda t: t[:18]).to_string(na_rep="."))
     if args.csv:

@@ -94,4 +94,4 @@ def similar_items(fitted, index, n=10, min_count=20):
     if (~rare).sum() > n:
         sims[rare] = -np.inf
     order = np.argsort(-sims, kind="stable")[:n]
-    return [(fitted.titles[i], float(sims[i])) for i in order]
+    return [(fitted.titles[i], float(sims[i])) for i in order if np.isfinite(sims[i])]  # never the item itself

@@ -151,6 +151,8 @@ def test_similar_suggests_close_titles(tmp_path, capsys):
                "--quiet")[0] == 0
     code, _, err = run(capsys, "collab", "similar", "--model", str(out), "--item", "Amelie (2001)")
     assert code == 2 and "did you mean Amélie (2001)?" in err
+    code, _, err = run(capsys, "collab", "similar", "--model", str(out), "--item", "Ameli")  # a typo, no year
+    assert code == 2 and "did you mean Amélie (2001)" in err
 
 
 BAD_FILES = {

@@ -1,6 +1,7 @@
 """Explaining a fitted model: item biases, a PCA map of item factors, and the items most like a given one."""
 
 import difflib
+import re
 
 import numpy as np
 
@@ -74,8 +75,13 @@ def find_item(fitted, text):
         counts = fitted.item_counts()[1:]
         names = [fitted.titles[i] for i in sorted(partial, key=lambda i: -counts[i])[:5]]
         raise DataError(f"{text!r} matches {len(partial)} titles, e.g. {'; '.join(names)}; give the full title")
-    close = difflib.get_close_matches(wanted, titles, n=3, cutoff=0.5)
-    hint = f"did you mean {'; '.join(fitted.titles[titles.index(c)] for c in close)}?" if close else \
+    # Also match against titles without their year: people type "matrix", and the year halves the similarity.
+    forms = {}
+    for i, title in enumerate(titles):
+        for form in (title, re.sub(r"\s*\(\d{4}\)$", "", title)):
+            forms.setdefault(form, i)
+    close = dict.fromkeys(fitted.titles[forms[c]] for c in difflib.get_close_matches(wanted, list(forms), 3, 0.5))
+    hint = f"did you mean {'; '.join(close)}?" if close else \
         "no close match either; check the spelling (titles carry the year, e.g. 'Toy Story (1995)')"
     raise DataError(f"no item titled {text!r}; {hint}")
 

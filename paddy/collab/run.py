@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paddy import atomic
-from paddy.errors import ConfigError
+from paddy.errors import ConfigError, DataError
 
 METRICS_FILE = "metrics.json"
 PCA_FILE = "pca_items.png"
@@ -68,7 +68,11 @@ def train_splits(ratings, config, folds=1):
         frame = ratings.frame
         return [(frame.iloc[t].reset_index(drop=True), frame.iloc[v].reset_index(drop=True))
                 for t, v in kfold_splits(len(frame), folds, config.seed)]
-    return [split_frames(ratings, config.split, config.valid_pct, config.seed)]
+    train, valid = split_frames(ratings, config.split, config.valid_pct, config.seed)
+    if len(train) == 0 or len(valid) == 0:
+        raise DataError(f"the {config.split} split leaves {len(train)} training and {len(valid)} validation "
+                        "ratings; both need at least one: give more ratings or another --valid-pct")
+    return [(train, valid)]
 
 
 def fit_and_score(ratings, config, folds=1, k=10, progress=True):

@@ -136,20 +136,16 @@ def markdown(meta, rows):
     lines = [f"# GPU check: {meta['device_name']}", "",
              f"torch {meta['torch']}, timm {meta['timm']}, fastai {meta['fastai']}; fp16 on CUDA; random weights; "
              f"synthetic {meta['image_size']} JPEGs; budget {meta['budget_gb']:g} GB; total {meta['elapsed_s']:.0f} s"
-             + (" (incomplete)" if not meta.get("complete") else ""), "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             + (" (incomplete)" if not meta.get("complete") else ""), ""]
+    cells = []
     for r in rows:
         ref = NOTEBOOK_MB.get(notebook_key(r["arch"], r["size"], r["accum"]))
         ratio = f"{r['process_total_mb'] / ref:.2f}" if ref and r["process_total_mb"] == r["process_total_mb"] else ""
-        cells = [r["arch"], r["size"], r["accum"], r["micro_bs"], _num(r["peak_allocated_mb"]),
-                 _num(r["peak_reserved_mb"]), _num(r["process_total_mb"]), ref or "", ratio,
-                 "yes" if r["fits"] else "no", _num(r["images_per_s"]), f"{r['seconds']:.1f}", r["error"][:80]]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _num(value):
-    return "" if value != value else f"{value:.0f}"  # NaN != NaN
+        cells.append([r["arch"], r["size"], r["accum"], r["micro_bs"], memory.format_mb(r["peak_allocated_mb"]),
+                      memory.format_mb(r["peak_reserved_mb"]), memory.format_mb(r["process_total_mb"]), ref or "",
+                      ratio, "yes" if r["fits"] else "no", memory.format_mb(r["images_per_s"]),
+                      f"{r['seconds']:.1f}", r["error"][:80]])
+    return "\n".join(lines + memory.markdown_table(head, cells)) + "\n"
 
 
 def write_results(out, meta, rows):

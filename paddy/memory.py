@@ -455,12 +455,10 @@ def format_table(report):
     """The tries as a markdown table, with the chosen accum per member below it."""
     head = ["arch", "size", "accum", "micro bs", "peak alloc MB", "peak reserved MB", "process total MB", "device",
             "fits", "seconds", "images/s"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in report.results:
-        cells = [r.arch, r.size, r.accum, r.micro_bs, _mb(r.peak_allocated_mb), _mb(r.peak_reserved_mb),
-                 _mb(r.process_total_mb), r.device, ("yes" if r.fits else "OOM" if r.oom else "no"),
-                 f"{r.seconds:.1f}", _mb(r.images_per_s)]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    rows = [[r.arch, r.size, r.accum, r.micro_bs, format_mb(r.peak_allocated_mb), format_mb(r.peak_reserved_mb),
+             format_mb(r.process_total_mb), r.device, ("yes" if r.fits else "OOM" if r.oom else "no"),
+             f"{r.seconds:.1f}", format_mb(r.images_per_s)] for r in report.results]
+    lines = markdown_table(head, rows)
     lines.append("")
     lines.append(f"budget {report.budget_gb:g} GB on {report.device}; chosen accum per member:")
     lines += [f"- {name}: {accum if accum else 'does not fit at any accum tried'}"
@@ -468,7 +466,14 @@ def format_table(report):
     return "\n".join(lines)
 
 
-def _mb(value):
+def markdown_table(head, rows):
+    """The lines of a markdown table: a header, its rule, one line per row of cells."""
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + [
+        "| " + " | ".join(str(c) for c in cells) + " |" for cells in rows]
+
+
+def format_mb(value):
+    """A whole number for a table cell; blank for a missing (None or NaN) figure."""
     return "" if value is None or math.isnan(value) else f"{value:.0f}"
 
 

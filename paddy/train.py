@@ -285,10 +285,8 @@ def resolve_config(data_path, config, budget_gb=None):
     config = config.replace(device=runtime.resolve_device(config.device))
     if config.accum != "auto":
         return config
-    try:
-        from paddy.memory import choose_accum
-    except ImportError:
-        raise ConfigError("accum 'auto' needs `paddy probe --write-plan` first (paddy.memory is missing)") from None
+    from paddy.memory import choose_accum
+
     budget = 16.0 if budget_gb is None else budget_gb
     return config.replace(accum=choose_accum(data_path, config, budget))
 

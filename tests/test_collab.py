@@ -142,13 +142,14 @@ def test_recommend_skips_seen_items_and_serves_an_unknown_user(planted_fit):
     assert len(rows) == 3 and "cold start" in how
 
 
-def test_fused_optimizer_trains_exactly_like_fastais_adam():
+@pytest.mark.parametrize("kind", ["bias", "nn"])  # nn: Linear biases are fastai's no-decay params
+def test_fused_optimizer_trains_exactly_like_fastais_adam(kind):
     frame = planted(20, 10, 2, seed=1)
     train, valid = frame.iloc[:160], frame.iloc[160:]
     runs = {}
     for opt in ("fused", "fastai"):
         for mode in ("decoupled", "l2"):
-            config = CollabConfig(kind="bias", factors=2, epochs=2, bs=32, opt=opt, wd_mode=mode, wd=0.5, seed=3)
+            config = CollabConfig(kind=kind, factors=2, epochs=2, bs=32, opt=opt, wd_mode=mode, wd=0.5, seed=3)
             runs[opt, mode] = fit_collab(train, valid, config, progress=False).history
     for mode in ("decoupled", "l2"):
         fused, fastai = runs["fused", mode], runs["fastai", mode]

@@ -46,7 +46,7 @@ class CollabConfig:
     valid_pct: float = 0.2
     split: str = "random"
     device: str = "cpu"
-    opt: str = "fused"  # "fused": torch's fused AdamW kernel through fastai's OptimWrapper; "fastai": fastai's Adam
+    opt: str = "fused"  # "fused": FusedAdam (torch's fused kernel as a fastai Optimizer); "fastai": fastai's Adam
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -167,8 +167,9 @@ def epoch_timer():
         events = ("before_fit", "before_epoch", "after_epoch")
 
         def __call__(self, event_name):
-            # fastai's Callback.__call__ looks up `training` through the Learner on every event of every batch;
-            # this timer needs three per-epoch events only, so it skips that lookup (about 10% of a batch here).
+            # fastai's Learner offers every event of every batch to every callback, and Callback.__call__ looks up
+            # `training` through the Learner each time; this timer needs three per-epoch events only, so it skips
+            # that lookup (about 10% of a batch of fastai's own collab_learner, which the benchmark times).
             if event_name in self.events:
                 getattr(self, event_name)()
 
@@ -186,24 +187,19 @@ def epoch_timer():
 
 
 def optimizer(config):
-    """fastai's Adam, or the same update as one fused torch kernel; weight decay decoupled or L2 (`fastai_wd`).
+    """fastai's Adam, or the same update as one fused torch kernel (`FusedAdam`); decay decoupled or L2.
 
-    fastai's Adam and torch's AdamW/Adam compute the same step (dampened moments, bias correction, eps outside
-    the square root; decoupled decay p *= 1 - lr * wd, or L2 wd * p added to the gradient), given fastai's
-    betas (0.9, 0.99) and eps 1e-5. fastai's version runs about twenty tensor passes per step in Python; the fused
-    kernel makes one, which on a 9,742 x 50 item table is most of an epoch (measured: 29 ms vs 2.3 ms a step).
+    fastai's Adam runs about twenty tensor passes per parameter per step in Python; the fused kernel makes one,
+    which on a 9,742 x 50 item table is most of an epoch (measured: 29 ms vs 2.3 ms a step under load).
     """
     from functools import partial
 
-    import torch
-    from fastai.optimizer import Adam, OptimWrapper
+    from fastai.optimizer import Adam
+
+    from paddy.collab.loop import FusedAdam
 
     decoupled = config.wd_mode == "decoupled"
-    if config.opt == "fastai":
-        return partial(Adam, decouple_wd=decoupled)
-    torch_opt = torch.optim.AdamW if decoupled else torch.optim.Adam
-    fused = partial(torch_opt, betas=(0.9, 0.99), eps=1e-5, fused=True)
-    return partial(OptimWrapper, opt=fused)
+    return partial(Adam if config.opt == "fastai" else FusedAdam, decouple_wd=decoupled)
 
 
 def fastai_wd(config):
@@ -236,30 +232,53 @@ def _learner(model, train, valid, config):
     import fastai.callback.schedule  # noqa: F401 -- adds Learner.fit_one_cycle
     import torch.nn.functional as F
     from fastai.data.core import DataLoaders
-    from fastai.learner import CastToTensor, Learner
+    from fastai.learner import CastToTensor
+
+    from paddy.collab.loop import LeanLearner
 
     train_dl = TensorLoader(*train, bs=config.bs, shuffle=True, seed=config.seed, device=config.device)
     valid_dl = TensorLoader(*valid, bs=max(config.bs, 1024), device=config.device)
-    learn = Learner(DataLoaders(train_dl, valid_dl, device=config.device), model, loss_func=F.mse_loss,
+    learn = LeanLearner(DataLoaders(train_dl, valid_dl, device=config.device), model, loss_func=F.mse_loss,
                     opt_func=optimizer(config))
     # Our batches are plain tensors already; CastToTensor would only add a callback round per event per batch.
     return learn.remove_cb(CastToTensor)
 
 
-def fit_collab(train, valid, config, titles=None, progress=True):
-    """Train `config.kind` on the `train` frame, validate on `valid`; returns a FitResult (unknown rows filled)."""
-    from paddy.collab.fitted import CollabModel
-    from paddy.collab.models import build_model, fill_unknown
+@dataclass
+class Prepared:
+    """What a fit starts from: the encoded splits, the vocabularies and a freshly seeded model."""
+
+    model: object
+    train_xy: tuple
+    valid_xy: tuple
+    users: list
+    items: list
+    y_range: tuple | None
+
+
+def prepare(train, valid, config):
+    """Encode both frames on the training vocabularies and build the seeded model `config.kind`."""
+    from paddy.collab.models import build_model
     from paddy.runtime import seed_everything
 
-    if config.kind == "fastai":
-        return fit_fastai(train, valid, config, titles, progress)
     y_range = resolve_y_range(config, (float(train["rating"].min()), float(train["rating"].max())))
     users, items = build_vocab(train["user"]), build_vocab(train["item"])
     train_xy, valid_xy = encode_frame(train, users, items), encode_frame(valid, users, items)
     seed_everything(config.seed)
     model = build_model(config.kind, len(users) + 1, len(items) + 1, config.factors, y_range, config.layers)
-    learn, timer = _learner(model, train_xy, valid_xy, config), epoch_timer()
+    return Prepared(model, train_xy, valid_xy, users, items, y_range)
+
+
+def fit_collab(train, valid, config, titles=None, progress=True):
+    """Train `config.kind` on the `train` frame, validate on `valid`; returns a FitResult (unknown rows filled)."""
+    from paddy.collab.fitted import CollabModel
+    from paddy.collab.models import fill_unknown
+
+    if config.kind == "fastai":
+        return fit_fastai(train, valid, config, titles, progress)
+    start = prepare(train, valid, config)
+    model, users, items, y_range = start.model, start.users, start.items, start.y_range
+    learn, timer = _learner(model, start.train_xy, start.valid_xy, config), epoch_timer()
     with runtime.torch_threads(config.threads), _quiet(learn, progress):
         learn.fit_one_cycle(config.epochs, config.lr, wd=fastai_wd(config), cbs=[timer])
     fill_unknown(model.cpu().eval())
@@ -267,7 +286,7 @@ def fit_collab(train, valid, config, titles=None, progress=True):
              "y_range": list(y_range) if y_range else None, "layers": list(config.layers)}
     titles = titles or {}
     fitted = CollabModel(model, "nn" if config.kind == "nn" else config.kind, shape, users, items,
-                         [titles.get(item, item) for item in items], train_xy[0].numpy())
+                         [titles.get(item, item) for item in items], start.train_xy[0].numpy())
     return FitResult(fitted, _history(learn, timer), config.threads)
 
 

@@ -61,6 +61,7 @@ def resize_image(src, dst, max_size):
         with atomic.atomic_path(dst) as tmp:
             image.save(tmp, format="JPEG", quality=JPEG_QUALITY)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        dst.unlink(missing_ok=True)  # an older copy (maybe of another size) no longer matches its original
         return f"{src}: {error}"
     return None
 
@@ -148,8 +149,8 @@ def resize_folder(data, out, max_size, workers=None, progress=True):
         (out / MARKER).unlink(missing_ok=True)
     failed = run_jobs(jobs, workers, progress=progress)
     csvs = copy_csvs(data, out)
-    if not failed:  # only now does every copy match max_size
-        atomic.write_json(out / MARKER, {"max_size": max_size, "source": str(data)})
+    # Only now does every copy in OUT match max_size; an image that failed has none, so a rerun retries just those.
+    atomic.write_json(out / MARKER, {"max_size": max_size, "source": str(data)})
     if failed:
         shown = "; ".join(failed[:3]) + (f" (and {len(failed) - 3} more)" if len(failed) > 3 else "")
         raise DataError(f"{len(failed)} of {len(jobs) + skipped} images could not be read and were not copied: "

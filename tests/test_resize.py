@@ -119,6 +119,20 @@ def test_corrupt_jpeg_reported_rest_done(tiny_sample, tmp_path, capsys):
     assert len(_images(tmp_path / "small2")) == 135
 
 
+def test_rerun_after_a_corrupt_image_retries_only_that_image_and_drops_its_stale_copy(tiny_sample, tmp_path):
+    data, out = shutil.copytree(tiny_sample, tmp_path / "data"), tmp_path / "small"
+    resize_folder(data, out, 32, workers=1, progress=False)
+    bad = data / "test_images" / "200005.jpg"
+    bad.write_bytes(bad.read_bytes()[:200])
+    with pytest.raises(DataError, match="200005"):
+        resize_folder(data, out, 16, workers=1, progress=False)
+    assert not (out / "test_images" / "200005.jpg").exists()  # its 32 px copy would pass for a 16 px one
+    shutil.copyfile(tiny_sample / "test_images" / "200005.jpg", bad)  # the user replaces the broken file
+    again = resize_folder(data, out, 16, workers=1, progress=False)
+    assert (again.resized, again.skipped) == (1, 135)
+    assert check_data(out, progress=False).ok
+
+
 def test_out_inside_data_writes_nothing(tiny_sample, tmp_path, capsys):
     data = shutil.copytree(tiny_sample, tmp_path / "data")
     before = _tree(data)

@@ -50,6 +50,15 @@ def test_ml100k_loader_reads_its_formats_and_canonical_split(tmp_path):
     assert load_ratings(str(tmp_path / "ml-100k")).source == ratings.source
 
 
+def test_ids_are_kept_as_written_so_007_and_7_are_two_users(tmp_path):
+    path = tmp_path / "ratings.csv"
+    path.write_text("user,item,rating\n007,A1,4\n7,A1,2\n007,0042,5\n7.0,0042,1\n")
+    ratings = load_ratings(str(path))
+    assert list(ratings.frame["user"]) == ["007", "7", "007", "7.0"]
+    assert list(ratings.frame["item"]) == ["A1", "A1", "0042", "0042"]
+    assert ratings.frame["rating"].tolist() == [4.0, 2.0, 5.0, 1.0]
+
+
 def test_embedded_latest_small_ships_with_its_licence():
     ratings = load_ml_latest_small()
     assert len(ratings.frame) == 100836 and ratings.frame["user"].nunique() == 610

@@ -43,11 +43,11 @@ class Ratings:
 
 
 def _read_csv(path, **kwargs):
-    """pandas.read_csv that turns an empty or unreadable file into a DataError."""
+    """pandas.read_csv with every column as text (ids like "007" stay themselves); bad files are a DataError."""
     import pandas as pd
 
     try:
-        return pd.read_csv(path, **kwargs)
+        return pd.read_csv(path, dtype=str, **kwargs)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty; give a ratings file with a header and at least one row") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:

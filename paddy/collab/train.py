@@ -2,7 +2,8 @@
 
 fastai's `collab_learner` goes through the TabularPandas pipeline, which costs several times more per batch than
 the model itself on these small embedding models. Here a `TensorLoader` yields shuffled index batches over int64
-tensors, and fastai's Learner, one-cycle schedule, Adam and progress bar do the rest.
+tensors, and fastai's Learner, one-cycle schedule, Adam and progress bar do the rest, with the Learner's per-batch
+overhead cut by `LeanLearner` and `FusedAdam` (paddy/collab/loop.py).
 
 Weight decay, both ways (`wd_mode`):
 - "decoupled" (fastai's default, `true_wd`): every step multiplies the weights by (1 - lr * wd).

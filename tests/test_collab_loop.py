@@ -61,7 +61,8 @@ def _fit(learner_class, extra_cb_during_fit):
     log = []
     model = nn.Sequential(nn.Linear(3, 1), nn.Flatten(0))
     learn = learner_class(dls, model, loss_func=nn.functional.mse_loss, opt_func=Adam,
-                          cbs=[Everything(log), ValidOnly(log)])
+                          cbs=[Everything(log), ValidOnly(log),
+                               Callback(after_step=lambda cb: log.append(("instance", "after_step")))])
     cbs = [StopsItself(log)] if extra_cb_during_fit else []
     with learn.no_bar(), learn.no_logging():
         learn.fit(2, 1e-2, cbs=cbs)
@@ -74,6 +75,7 @@ def test_lean_learner_runs_the_same_callbacks_in_the_same_order_as_fastais(extra
     fastai_log, fastai_params = _fit(Learner, extra_cb_during_fit)
     lean_log, lean_params = _fit(LeanLearner, extra_cb_during_fit)
     assert lean_log == fastai_log
+    assert ("instance", "after_step") in lean_log  # an event given as Callback(after_step=f)
     assert ("valid_only", "after_batch", True) not in lean_log and ("valid_only", "after_batch", False) in lean_log
     # added for the first fit only, and off after its first batch
     assert lean_log.count(("stops_itself", "after_batch")) == (1 if extra_cb_during_fit else 0)

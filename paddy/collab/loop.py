@@ -24,16 +24,14 @@ class LeanLearner(Learner):
     def _event_callbacks(self, event_name):
         """The callbacks (in order) whose class defines `event_name`; cached until callbacks change."""
         # fastai's `Callback.__call__` runs `getattr(self, event_name, noop)`, so a callback without the method
-        # is a no-op for that event: skipping it changes nothing but the time spent. A callback with its own
-        # `__call__` may handle any event, so it is always offered.
+        # is a no-op for that event: skipping it changes nothing but the time spent.
         cache = self.__dict__.setdefault("_lean_cache", {})
         key = tuple(map(id, self.cbs))
         if cache.get("key") != key:
             cache.clear()
             cache["key"] = key
         if event_name not in cache:
-            cache[event_name] = [cb for cb in self.cbs.sorted("order")
-                                 if hasattr(type(cb), event_name) or type(cb).__call__ is not Callback.__call__]
+            cache[event_name] = [cb for cb in self.cbs.sorted("order") if _handles(cb, event_name)]
         return cache[event_name]
 
     def __call__(self, event_name):
@@ -44,6 +42,13 @@ class LeanLearner(Learner):
     def _call_one(self, event_name):
         for cb in self._event_callbacks(event_name):
             cb(event_name)
+
+
+def _handles(cb, event_name):
+    """Whether `cb` may act on `event_name`: its class or the instance defines it, or it has its own `__call__`."""
+    # fastai's Callback(after_batch=f) stores `f` on the instance; a custom `__call__` may handle any event.
+    return (hasattr(type(cb), event_name) or event_name in vars(cb)
+            or type(cb).__call__ is not Callback.__call__)
 
 
 class FusedAdam(Optimizer):

@@ -198,3 +198,17 @@ def test_fastai_collab_learner_converts_to_the_kits_model_with_the_same_predicti
     score = evaluate.evaluate_ratings(result.fitted, valid)
     assert score["cold"] == 0
     assert score["mse"] == pytest.approx(result.history[-1]["valid_loss"], rel=1e-4)
+
+
+def test_close_matches_ignore_the_year_and_movielens_trailing_article():
+    from types import SimpleNamespace
+
+    from paddy.collab.interpret import find_item, title_forms
+    from paddy.errors import DataError
+
+    assert title_forms("matrix, the (1999)") == ("matrix, the (1999)", "matrix, the", "matrix", "the matrix")
+    fitted = SimpleNamespace(titles=["Max (2002)", "Amateur (1994)", "Matrix, The (1999)"], items=["1", "2", "3"])
+    for typed in ("Matrx", "The Matrx"):
+        with pytest.raises(DataError, match=r"did you mean Matrix, The \(1999\)"):
+            find_item(fitted, typed)
+

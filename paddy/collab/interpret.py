@@ -61,6 +61,14 @@ def plot_pca(coords, titles, path):
     return path
 
 
+def title_forms(title):
+    """A lower-case title as people type it: as is, without its year, and without MovieLens's trailing article."""
+    # "matrix, the (1999)": the year and the moved article halve difflib's similarity to a typed "matrx"
+    bare = re.sub(r"\s*\(\d{4}\)$", "", title)
+    article = re.fullmatch(r"(.*), (the|a|an)", bare)
+    return (title, bare) + ((article[1], f"{article[2]} {article[1]}") if article else ())
+
+
 def find_item(fitted, text):
     """Index of the item whose title (or id) is `text`: exact, else a unique substring; else a DataError."""
     wanted = str(text).strip().lower()
@@ -75,10 +83,9 @@ def find_item(fitted, text):
         counts = fitted.item_counts()[1:]
         names = [fitted.titles[i] for i in sorted(partial, key=lambda i: -counts[i])[:5]]
         raise DataError(f"{text!r} matches {len(partial)} titles, e.g. {'; '.join(names)}; give the full title")
-    # Also match against titles without their year: people type "matrix", and the year halves the similarity.
     forms = {}
     for i, title in enumerate(titles):
-        for form in (title, re.sub(r"\s*\(\d{4}\)$", "", title)):
+        for form in title_forms(title):
             forms.setdefault(form, i)
     close = dict.fromkeys(fitted.titles[forms[c]] for c in difflib.get_close_matches(wanted, list(forms), 3, 0.5))
     hint = f"did you mean {'; '.join(close)}?" if close else \

@@ -145,6 +145,10 @@ def kernel_output(slug, out, api=None):
     api = api or kaggle_client()
     with atomic.atomic_dir(out) as tmp, kaggle_errors(f"downloading the output of kernel {slug}"):
         files, _ = api.kernels_output(slug, str(tmp), force=True, quiet=True)
+        log = Path(tmp) / f"{api.parse_kernel_string(slug)[1]}.log"  # the client always writes the session log
+        if not [f for f in files if Path(f) != log]:
+            raise KaggleError(f"kernel {slug} has no output files yet; wait until paddy kernels status {slug} "
+                              "says complete")
     return [out / Path(f).relative_to(tmp) for f in files]
 
 

@@ -201,6 +201,14 @@ def test_status_and_output_of_a_kernel(stub, tmp_path, capsys):
     assert (code, out) == (0, f"{ref}: error: CUDA out of memory\n")
 
 
+def test_output_of_a_kernel_with_no_output_files_is_an_error(stub, tmp_path, capsys):
+    ref = f"{USER}/paddy-tiny-01-resnet10t"
+    stub.kernels[ref] = "RUNNING"  # Kaggle lists only the session log until the run has written its files
+    code, out, err = _run(capsys, "kernels", "output", ref, "--out", tmp_path / "member")
+    _assert_one_line_error(code, out, err, "no output files", "paddy kernels status")
+    assert not (tmp_path / "member").exists()
+
+
 @pytest.mark.parametrize("status, words", [
     (401, ["HTTP 401", "KAGGLE_API_TOKEN"]),
     (403, ["HTTP 403"]),

@@ -240,6 +240,10 @@ def push_kernels(folders, stage=DEFAULT_STAGE, with_deps=False, ready_timeout_s=
     if missing:
         raise KaggleError(f"kernel(s) {', '.join(missing)} do not read the kit dataset {kit}; render them again")
     api = api or kaggle_client()
+    signed_in = str(api.get_config_value(api.CONFIG_NAME_USER) or "").lower()
+    if signed_in and signed_in != owners[0]:  # Kaggle would refuse only after the wheels were uploaded
+        raise KaggleError(f"these kernels belong to {owners[0]} but you are signed in as {signed_in}; "
+                          f"render them for you with paddy kernels render PLAN --user {signed_in}")
     result = {"dataset": send_kit(owners[0], stage, with_deps, ready_timeout_s, api), "kernels": [], "waiting": []}
     for folder, meta in zip(folders, metas):
         pending = sources_pending(meta, api)

@@ -135,6 +135,16 @@ def test_push_all_sends_the_kit_dataset_then_the_kernels(stub, rendered, tmp_pat
     _assert_no_secret(stub, tmp_path, out, err)
 
 
+def test_push_of_kernels_owned_by_another_user_is_refused_before_any_upload(stub, rendered, tmp_path, capsys,
+                                                                            monkeypatch):
+    monkeypatch.setenv("KAGGLE_USERNAME", "other")  # signed in as other; the folders were rendered for someone
+    stage = tmp_path / "stage" / "kit"
+    code, out, err = _run(capsys, "kernels", "push", "--all", "--kernels", tmp_path / "kernels", "--stage", stage)
+    _assert_one_line_error(code, out, err, "signed in as other", "--user other")
+    assert [r["method"] for r in stub.requests if r["method"] not in ("IntrospectToken",)] == []
+    assert not stage.exists()
+
+
 def test_push_answered_200_with_an_error_field_is_an_error(stub, rendered):
     stub.fail["SaveKernel"] = (200, {"error": "Notebook not found", "ref": "", "url": ""})
     with pytest.raises(KaggleError, match="Notebook not found") as caught:

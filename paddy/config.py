@@ -92,11 +92,18 @@ class TrainConfig:
         set_(self, "item_size", parse_size(self.item_size, "item_size"))
         set_(self, "targets", _parse_targets(self.targets))
         set_(self, "target_weights", parse_weights(self.target_weights, len(self.targets)))
+        # A plan file can hold any TOML type: refuse the wrong ones here, not as a traceback mid-run.
+        _check_whole(epochs=self.epochs, bs=self.bs, seed=self.seed)
+        if self.split_seed is not None:
+            _check_whole(split_seed=self.split_seed)
+        for key in ("finetune", "pretrained"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{key} must be true or false, got {getattr(self, key)!r}")
+        _check_positive(epochs=self.epochs, lr=self.lr, bs=self.bs)  # before accum, which is compared with bs
         set_(self, "accum", _parse_accum(self.accum, self.bs))
         parse_tta(self.tta)
         if self.item_method not in ITEM_METHODS:
             raise ConfigError(f"item_method must be one of {', '.join(ITEM_METHODS)}, got {self.item_method!r}")
-        _check_positive(epochs=self.epochs, lr=self.lr, bs=self.bs)
         if not 0.0 < self.valid_pct < 1.0:
             raise ConfigError(f"valid_pct must be between 0 and 1, got {self.valid_pct}")
         if not 0.0 < self.min_scale <= 1.0:
@@ -187,6 +194,12 @@ def _parse_accum(accum, bs):
     if not _is_power_of_two(accum) or accum > bs:
         raise ConfigError(f"accum must be a power of two no larger than bs={bs}, got {accum}")
     return accum
+
+
+def _check_whole(**values):
+    for key, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{key} must be a whole number, got {value!r}")
 
 
 def _check_positive(**values):

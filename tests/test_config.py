@@ -89,3 +89,12 @@ def test_run_names_tell_multi_target_twins_apart():
     assert single.run_name == "resnet10t-squish480x480-64x64"
     assert multi.run_name == "resnet10t-squish480x480-64x64-variety"
     assert parse_plan({"members": [single.to_dict(), multi.to_dict()]}).members == (single, multi)
+
+
+def test_plan_values_of_the_wrong_type_are_config_errors():
+    # TOML lets a plan say epochs = 1.5 or pretrained = "false": refused here, not a traceback mid-run.
+    for key, bad in (("epochs", 1.5), ("bs", "64"), ("bs", 16.5), ("seed", "1"), ("split_seed", 1.5),
+                     ("pretrained", "false"), ("finetune", 0)):
+        with pytest.raises(ConfigError, match=key):
+            parse_plan({"members": [{"arch": "resnet10t", key: bad}]})
+

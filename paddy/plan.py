@@ -46,6 +46,11 @@ def parse_plan(data, where="plan"):
     if not members:
         raise ConfigError(f"{where}: no [[members]] entries; add at least one with an arch and size")
     defaults = data.get("defaults", {})
+    # `members = [1]` or `defaults = 3` parse as TOML but are not tables of settings.
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{where}: defaults must be a table ([defaults] with key = value lines)")
+    if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+        raise ConfigError(f"{where}: members must be tables, one [[members]] header per member")
     configs = tuple(TrainConfig.from_dict(_nulls({**defaults, **member}), where=f"{where} member {i + 1}")
                     for i, member in enumerate(members))
     names = [c.run_name for c in configs]

@@ -98,3 +98,8 @@ def test_plan_values_of_the_wrong_type_are_config_errors():
         with pytest.raises(ConfigError, match=key):
             parse_plan({"members": [{"arch": "resnet10t", key: bad}]})
 
+
+def test_plan_members_and_defaults_must_be_tables():
+    for data in ({"defaults": 3, "members": [{"arch": "resnet10t"}]}, {"members": [1]}, {"members": {"arch": "x"}}):
+        with pytest.raises(ConfigError, match="table"):
+            parse_plan(data)

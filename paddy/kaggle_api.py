@@ -256,11 +256,15 @@ def push_kernels(folders, stage=DEFAULT_STAGE, with_deps=False, ready_timeout_s=
 
 def submit(path, message, competition_slug=competition.COMPETITION, data=None, log=None, api=None):
     """Check a submission CSV, send it, and log it (default: log.csv beside it) with its ensemble's columns."""
-    from paddy.submission import append_log, check_submission_file, read_log, written_fields
+    from paddy.submission import append_log, check_submission_file, data_vocab, read_log, written_fields
 
     if not str(message).strip():
         raise KaggleError("a submission needs a message: -m 'what changed'")
-    check_submission_file(path, data=data)
+    if competition_slug != competition.COMPETITION and data is None:  # the built-in ids and labels are Paddy's
+        raise KaggleError(f"--competition {competition_slug}: give --data, its competition folder, to check the CSV "
+                          "against its sample_submission.csv and label folders")
+    vocab = None if competition_slug == competition.COMPETITION else data_vocab(data)
+    check_submission_file(path, data=data, vocab=vocab)
     log = Path(log) if log else Path(path).parent / "log.csv"  # where paddy ensemble logged it
     written = written_fields(read_log(log), path)  # members and validation accuracy; an unreadable log fails here
     api = api or kaggle_client()

@@ -53,6 +53,15 @@ def competition_sample():
     return pd.DataFrame({ID_COLUMN: ids, "label": [""] * len(ids)})
 
 
+def data_vocab(data):
+    """The labels of a competition folder: the names of its train_images/ subfolders, sorted."""
+    folder = Path(data) / competition.TRAIN_IMAGES
+    labels = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    if not labels:
+        raise DataError(f"{folder} has no label folders: is {data} a competition folder? (paddy check {data})")
+    return tuple(labels)
+
+
 def build_submission(sample, image_ids, labels):
     """The sample's columns and row order, each row's label looked up by its image_id."""
     image_ids, labels = [str(i) for i in image_ids], list(labels)

@@ -297,6 +297,25 @@ def test_submit_checks_the_csv_before_sending(stub, tmp_path, capsys):
     assert stub.requests == [] and not log.exists()
 
 
+def test_submit_to_another_competition_checks_against_its_folder(stub, tmp_path, capsys):
+    data = tmp_path / "cats"
+    for label in ("cat", "dog"):
+        (data / "train_images" / label).mkdir(parents=True)
+    (data / "sample_submission.csv").write_text("image_id,label\n1.jpg,cat\n2.jpg,cat\n")
+    csv, log = tmp_path / "cats.csv", tmp_path / "log.csv"
+    csv.write_text("image_id,label\n2.jpg,dog\n1.jpg,cat\n")
+    code, out, err = _run(capsys, "submit", csv, "-m", "first", "--competition", "cats-vs-dogs", "--log", log)
+    _assert_one_line_error(code, out, err, "--data")  # Paddy Doctor's ids and labels say nothing about it
+    assert stub.requests == [] and not log.exists()
+    code, out, err = _run(capsys, "submit", csv, "-m", "first", "--competition", "cats-vs-dogs", "--data", data,
+                          "--log", log)
+    assert code == 0, err
+    assert stub.calls("StartSubmissionUpload")[0]["body"]["competitionName"] == "cats-vs-dogs"
+    csv.write_text("image_id,label\n2.jpg,dog\n1.jpg,normal\n")
+    code, out, err = _run(capsys, "submit", csv, "-m", "again", "--competition", "cats-vs-dogs", "--data", data)
+    _assert_one_line_error(code, out, err, "'normal'", "allowed: cat, dog")
+
+
 def test_submit_refused_403_says_accept_the_rules(stub, tmp_path, capsys):
     stub.fail["StartSubmissionUpload"] = (403, {"code": 403, "message": "You must accept this competition's rules"})
     log = tmp_path / "log.csv"

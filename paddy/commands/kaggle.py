@@ -49,8 +49,10 @@ def _register_submissions(subparsers):
     submit = subparsers.add_parser("submit", help="check a submission CSV, send it to Kaggle, log it")
     submit.add_argument("csv", help="the submission CSV")
     submit.add_argument("-m", "--message", required=True, help="what this submission tries")
-    submit.add_argument("--competition", default=COMPETITION, help="competition slug (default: %(default)s)")
-    submit.add_argument("--data", help="competition folder whose sample_submission.csv to check against")
+    submit.add_argument("--competition", default=COMPETITION, help="competition slug (default: %(default)s; "
+                        "another competition needs --data)")
+    submit.add_argument("--data", help="competition folder whose sample_submission.csv (ids) and train_images/ "
+                        "folders (labels, for another competition) to check against; default: Paddy Doctor's")
     submit.add_argument("--log", default=None, help="submissions log (default: log.csv beside the CSV, where "
                         "paddy ensemble logged it)")
     submit.set_defaults(func=run_submit)

@@ -8,6 +8,13 @@ import tempfile
 from pathlib import Path
 
 
+def _umask():
+    """The process's umask (reading it means setting it, so put it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix=None):
     """Yield a temporary path beside `path`; on success move it over `path`, on failure delete it."""
@@ -15,6 +22,7 @@ def atomic_path(path, suffix=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     # Keep the real suffix so writers that infer the format from it (savefig, to_csv) still work.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600; the output should be as readable as any file
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -52,6 +60,7 @@ def atomic_dir(path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700
     try:
         yield tmp
         if path.exists():

@@ -95,14 +95,25 @@ def check_folders(data, out, max_size):
         raise DataError(f"cannot create {out}: {error.strerror or error}; choose a folder you can write to") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise DataError(f"cannot write to {out}: choose a folder you can write to")
+    source = read_marker(out).get("source")
+    if source and source != str(data):  # same image names, other pixels: its copies would pass for up to date
+        raise DataError(f"{out} holds copies of {source}, not {data}: choose another output folder or remove it")
+
+
+def read_marker(out):
+    """What the last resize into `out` recorded (max_size, source); empty when there is none or it is unreadable."""
+    import json
+
+    try:
+        marker = json.loads((out / MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return marker if isinstance(marker, dict) else {}
 
 
 def plan_jobs(data, out, max_size):
     """(src, dst, max_size) for every image whose copy is missing, older than the original, or of another size."""
-    import json
-
-    marker = out / MARKER
-    same_size = marker.is_file() and json.loads(marker.read_text()).get("max_size") == max_size
+    same_size = read_marker(out).get("max_size") == max_size
     sources = sorted((data / competition.TRAIN_IMAGES).glob("*/*")) + sorted((data / competition.TEST_IMAGES).glob("*"))
     jobs, skipped = [], 0
     for src in (p for p in sources if p.is_file()):

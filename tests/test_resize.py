@@ -177,3 +177,25 @@ def test_max_size_not_positive(tiny_sample, tmp_path, capsys, value):
     with pytest.raises(ConfigError):
         resize_folder(tiny_sample, tmp_path / "out", 0)
     assert not (tmp_path / "out").exists()
+
+
+def test_another_source_into_the_same_out_is_refused(tiny_sample, tmp_path, capsys):
+    # Same names (100000.jpg, 200001.jpg...) in another folder: its copies must not pass for up to date.
+    from paddy.sample import make_sample
+
+    out = tmp_path / "small"
+    resize_folder(tiny_sample, out, 32, workers=1, progress=False)
+    other = make_sample(tmp_path / "other", n_train=120, n_test=16, size=(48, 64), seed=7)
+    before = _tree(out)
+    assert main(["resize", str(other), str(out), "--max-size", "32", "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "copies of" in err[0] and str(tiny_sample) in err[0]
+    assert _tree(out) == before
+
+
+def test_an_unreadable_marker_means_nothing_is_up_to_date(tiny_sample, tmp_path):
+    out = tmp_path / "small"
+    resize_folder(tiny_sample, out, 32, workers=1, progress=False)
+    (out / ".paddy-resize.json").write_text("{not json")  # a disk-full or hand edit; was a JSONDecodeError traceback
+    again = resize_folder(tiny_sample, out, 32, workers=1, progress=False)
+    assert (again.resized, again.skipped) == (136, 0)

@@ -202,8 +202,9 @@ def build_kernels(plan, user, competition_slug=competition.COMPETITION, gpu=True
         kernels[_slug_of(meta)] = (meta, member_script(title, config, kit, data, plan.budget_gb))
         member_runs.append((_slug_of(meta), config.run_name))
     sources = [f"{user}/{slug}" for slug, _ in member_runs]
+    # The ensemble only averages the members' saved probabilities: a GPU would spend weekly quota on nothing.
     ensemble = kernel_metadata(user, ensemble_title, kernel_sources=sources, internet=kernel_internet(internet),
-                               **options)
+                               **{**options, "gpu": False})
     kernels[_slug_of(ensemble)] = (ensemble, ensemble_script(ensemble_title, member_runs, kit, data))
     if len(kernels) != len(plan.members) + 2:
         raise ConfigError(f"kernel slugs of plan {plan_name!r} collide; give the members shorter distinct names")

@@ -100,6 +100,8 @@ def test_build_kernels_probe_members_ensemble(plan):
     ensemble_meta, ensemble_text = built["paddy-tiny-ensemble"]
     assert ensemble_meta["kernel_sources"] == member_ids
     assert all(not built[s][0]["kernel_sources"] for s in slugs[:3])
+    # The probe and members train on the GPU; the ensemble only averages saved probabilities: no GPU quota spent.
+    assert [built[s][0]["enable_gpu"] for s in slugs] == [True, True, True, False]
     runs = _assigned(ensemble_text, "RUNS")
     assert runs == [f"/kaggle/input/{s}/{m.run_name}" for s, m in zip(slugs[1:3], plan.members)]
     assert "ensemble_runs(RUNS, find_data(DATA)" in ensemble_text

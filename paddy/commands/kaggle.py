@@ -20,7 +20,8 @@ def _register_kernels(subparsers):
     render.add_argument("--user", required=True, help="your Kaggle username (owner of the kernels)")
     render.add_argument("--competition", default=COMPETITION, help="competition slug (default: %(default)s)")
     render.add_argument("--out", default="kernels", help="folder for the kernel folders (default: %(default)s)")
-    render.add_argument("--no-gpu", dest="gpu", action="store_false", help="run the kernels without a GPU")
+    render.add_argument("--no-gpu", dest="gpu", action="store_false",
+                        help="run the probe and members without a GPU (the ensemble never has one)")
     render.add_argument("--internet", choices=("auto", "on", "off"), default="auto",
                         help="kernels' internet: auto (default) = on only for members that download pretrained "
                              "weights; the kit itself always installs offline")

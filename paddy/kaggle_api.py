@@ -46,6 +46,9 @@ def http_error_line(what, status, detail="", competition_slug=None):
         return f"{what}: Kaggle refused (HTTP 403 Forbidden){said}; {rules}"
     if status == 404:
         return f"{what}: Kaggle found no such thing (HTTP 404){said}; check the user, slug and competition names"
+    if status == 429:  # Kaggle's rate limit, and its daily submission limit
+        return (f"{what}: Kaggle says too many requests (HTTP 429){said}; wait (until tomorrow for the daily "
+                "submission limit) and try again")
     if status >= 500:
         return f"{what}: Kaggle failed (HTTP {status}, a server error){said}; try again in a few minutes"
     return f"{what}: Kaggle refused the request (HTTP {status}){said}; check the arguments"

@@ -223,6 +223,7 @@ def test_output_of_a_kernel_with_no_output_files_is_an_error(stub, tmp_path, cap
     (401, ["HTTP 401", "KAGGLE_API_TOKEN"]),
     (403, ["HTTP 403"]),
     (404, ["HTTP 404", "slug"]),
+    (429, ["HTTP 429", "too many requests", "wait"]),
     (500, ["HTTP 500", "server error"]),
     (503, ["HTTP 503", "try again"]),
 ])

@@ -31,11 +31,13 @@ class ResizeSummary:
     skipped: int
     csvs: int
     seconds: float
+    removed: int = 0
 
     def describe(self):
         """One line for the command line."""
+        removed = f", {self.removed} copies of images no longer in the data removed" if self.removed else ""
         return (f"resized {self.resized} images to at most {self.max_size} px into {self.out} "
-                f"({self.skipped} already up to date, {self.csvs} CSVs copied) in {self.seconds:.1f} s")
+                f"({self.skipped} already up to date, {self.csvs} CSVs copied{removed}) in {self.seconds:.1f} s")
 
 
 def target_size(size, max_size):
@@ -125,6 +127,18 @@ def plan_jobs(data, out, max_size):
     return jobs, skipped
 
 
+def remove_stale(data, out):
+    """Delete copies in `out` whose original left `data` (moved to another label, deleted); return how many."""
+    copies = sorted((out / competition.TRAIN_IMAGES).glob("*/*")) + sorted((out / competition.TEST_IMAGES).glob("*"))
+    stale = [p for p in copies if p.is_file() and not (data / p.relative_to(out)).is_file()]
+    for path in stale:
+        path.unlink()
+    for folder in (out / competition.TRAIN_IMAGES).glob("*"):
+        if folder.is_dir() and not any(folder.iterdir()):  # `paddy check` flags an empty label folder
+            folder.rmdir()
+    return len(stale)
+
+
 def run_jobs(jobs, workers, progress=True):
     """Resize every job, in `workers` processes (in this process when 1); return the failure lines."""
     from fastprogress.fastprogress import progress_bar
@@ -156,8 +170,10 @@ def resize_folder(data, out, max_size, workers=None, progress=True):
     data, out = Path(data).resolve(), Path(out).resolve()
     check_folders(data, out, max_size)
     jobs, skipped = plan_jobs(data, out, max_size)
+    # Only copies this DATA made are ours to delete: a folder with no marker may hold someone else's files.
+    removed = remove_stale(data, out) if read_marker(out).get("source") == str(data) else 0
     if skipped == 0:  # another size (or none yet): an interrupted run must not leave a marker vouching for old copies
-        (out / MARKER).unlink(missing_ok=True)
+        atomic.write_json(out / MARKER, {"source": str(data)})
     failed = run_jobs(jobs, workers, progress=progress)
     csvs = copy_csvs(data, out)
     # Only now does every copy in OUT match max_size; an image that failed has none, so a rerun retries just those.
@@ -166,4 +182,4 @@ def resize_folder(data, out, max_size, workers=None, progress=True):
         shown = "; ".join(failed[:3]) + (f" (and {len(failed) - 3} more)" if len(failed) > 3 else "")
         raise DataError(f"{len(failed)} of {len(jobs) + skipped} images could not be read and were not copied: "
                         f"{shown}; the other {len(jobs) - len(failed) + skipped} are in {out}")
-    return ResizeSummary(out, max_size, len(jobs), skipped, csvs, time.perf_counter() - start)
+    return ResizeSummary(out, max_size, len(jobs), skipped, csvs, time.perf_counter() - start, removed)

@@ -199,3 +199,24 @@ def test_an_unreadable_marker_means_nothing_is_up_to_date(tiny_sample, tmp_path)
     (out / ".paddy-resize.json").write_text("{not json")  # a disk-full or hand edit; was a JSONDecodeError traceback
     again = resize_folder(tiny_sample, out, 32, workers=1, progress=False)
     assert (again.resized, again.skipped) == (136, 0)
+
+
+def test_a_rerun_drops_copies_whose_original_is_gone(tiny_sample, tmp_path):
+    # A user fixes a wrong label by moving the image to its right folder: the copy must not stay in both.
+    data, out = shutil.copytree(tiny_sample, tmp_path / "data"), tmp_path / "small"
+    resize_folder(data, out, 32, workers=1, progress=False)
+    moved = sorted((data / "train_images" / "bacterial_panicle_blight").iterdir())
+    train = (data / competition.TRAIN_CSV).read_text()
+    for path in moved:
+        path.rename(data / "train_images" / "blast" / path.name)
+        train = train.replace(f"{path.name},bacterial_panicle_blight,", f"{path.name},blast,")
+    (data / competition.TRAIN_CSV).write_text(train)
+    (data / "train_images" / "bacterial_panicle_blight").rmdir()
+    (data / "test_images" / "200016.jpg").unlink()
+    (data / competition.SAMPLE_SUBMISSION_CSV).write_text(
+        (data / competition.SAMPLE_SUBMISSION_CSV).read_text().replace("200016.jpg,\n", ""))
+    assert check_data(data, progress=False).ok
+    again = resize_folder(data, out, 32, workers=1, progress=False)
+    assert again.removed == len(moved) + 1
+    assert _images(out) == _images(data)
+    assert check_data(out, progress=False).ok

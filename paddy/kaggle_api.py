@@ -82,6 +82,10 @@ def kaggle_errors(what, competition_slug=None):
             yield
     except KaggleError:
         raise
+    except (KeyError, TypeError) as error:  # kagglesdk meets a field or enum value newer than itself
+        said = " ".join(redact(f"{type(error).__name__}: {error}").split())[:200]
+        raise KaggleError(f"{what}: this kaggle client cannot read Kaggle's answer ({said}); "
+                          "pip install -U kaggle") from None
     except requests.ConnectionError:
         raise KaggleError(f"{what}: cannot reach Kaggle (connection refused or no network); check the network "
                           "and any HTTP(S)_PROXY setting") from None

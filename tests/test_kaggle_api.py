@@ -233,6 +233,12 @@ def test_http_errors_are_one_line_and_exit_2(stub, capsys, status, words):
     _assert_one_line_error(code, out, err, *words)
 
 
+def test_an_answer_the_client_cannot_parse_is_one_line(stub, capsys):
+    stub.fail["GetKernelSessionStatus"] = (200, {"status": "SOME_NEW_STATUS"})  # newer than this client's enum
+    code, out, err = _run(capsys, "kernels", "status", f"{USER}/paddy-tiny-probe")
+    _assert_one_line_error(code, out, err, "SOME_NEW_STATUS", "pip install -U kaggle")
+
+
 def test_connection_refused_is_one_line(stub, monkeypatch, capsys):
     with socket.socket() as sock:  # a loopback port nobody listens on
         sock.bind(("127.0.0.1", 0))

@@ -290,7 +290,8 @@ def list_submissions(competition_slug=competition.COMPETITION, api=None):
     with kaggle_errors(f"listing submissions to {competition_slug}", competition_slug):
         submissions = api.competition_submissions(competition_slug) or []
     return [{"ref": str(s.ref), "date": str(s.date or ""), "file": s.file_name or "", "description":
-             s.description or "", "status": s.status.name.lower(), "public_score": s.public_score or ""}
+             s.description or "", "status": s.status.name.lower(), "public_score": s.public_score or "",
+             "error": s.error_description or ""}
             for s in submissions]
 
 

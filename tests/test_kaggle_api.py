@@ -278,6 +278,14 @@ def test_submit_sends_logs_and_submissions_fill_the_score(stub, tmp_path, capsys
     _assert_no_secret(stub, tmp_path, out, err)
 
 
+def test_submissions_show_why_kaggle_could_not_score_one(stub, tmp_path, capsys):
+    stub.fail["ListSubmissions"] = (200, {"submissions": [
+        {"ref": 7, "fileName": "a.csv", "description": "try", "status": "ERROR",
+         "errorDescription": "Submission must have 3469 rows"}]})
+    code, out, err = _run(capsys, "submissions", "--log", tmp_path / "log.csv")
+    assert code == 0 and "error" in out and "Submission must have 3469 rows" in out, err
+
+
 def test_submit_carries_the_ensembles_accuracy_and_the_score_fills_both_rows(stub, tmp_path, capsys, monkeypatch):
     from paddy.submission import append_log, read_log
 

@@ -126,5 +126,6 @@ def run_submissions(args):
     rows = sync_submissions(args.competition, log=args.log)
     print(f"{'ref':>10}  {'date':25}  {'status':8}  {'public':>8}  file: description")
     for row in rows:
+        error = f" [{row['error']}]" if row["error"] else ""  # why Kaggle could not score it
         print(f"{row['ref']:>10}  {row['date']:25}  {row['status']:8}  {row['public_score']:>8}  "
-              f"{row['file']}: {row['description']}")
+              f"{row['file']}: {row['description']}{error}")

@@ -191,8 +191,9 @@ def ensemble_runs(run_dirs, data, out, weights=None, message="", log=None, overw
 
 def resolve_out(out, overwrite=False):
     """The CSV path: OUT itself, or a time-stamped name inside OUT when it is a folder; never a silent overwrite."""
+    folder = str(out).endswith(("/", "\\"))  # Path() drops the trailing slash that says "a folder, to be made"
     out = Path(out)
-    if out.is_dir() or str(out).endswith(("/", "\\")):
+    if out.is_dir() or folder:
         out = out / f"ensemble-{submission.utc_now().replace(':', '').replace('+0000', '')}.csv"
     if out.suffix.lower() != ".csv":
         raise ConfigError(f"--out must be a .csv file or a folder, got {out}")

@@ -202,6 +202,13 @@ def test_out_folder_gets_a_time_stamped_name_and_no_overwrite(two_runs, tmp_path
     assert code == 2 and "exists" in err
 
 
+def test_out_ending_in_a_slash_is_a_new_folder(two_runs, tmp_path, capsys):
+    # `--out submissions/` before the folder exists: the help promises a time-stamped name inside it.
+    data, run_a, _ = two_runs
+    assert ensemble(capsys, [run_a], data, f"{tmp_path / 'new'}/")[0] == 0
+    assert len(list((tmp_path / "new").glob("ensemble-*.csv"))) == 1
+
+
 def _no_test_probs(tmp, runs):
     run_folder.test_probs_path(runs[1]).unlink()
 

@@ -8,6 +8,8 @@ Gradient accumulation (`accum=K`) runs micro-batches of `bs // K` and steps the 
 import difflib
 import gc
 import json
+import logging
+import random
 import shutil
 import time
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from paddy.config import parse_tta
 from paddy.errors import ConfigError
 
 PROGRESS = "progress.json"  # inside checkpoints/: the last saved epoch
+STATE_SUFFIX = ".state"  # beside each checkpoint: random states and fit state, for a bit-exact resume
 
 
 def check_arch(name):
@@ -111,10 +114,14 @@ def fit(learn, config, cbs=(), start=(0, 0), phase_cbs=None):
         first = start[1] if index == start[0] else 0
         if first >= phase.epochs:
             continue
-        if phase.frozen:
-            learn.freeze()
+        if first == 0:
+            learn.freeze_to(-1 if phase.frozen else 0)
         else:
-            learn.unfreeze()
+            # Learner.freeze_to also clears the optimizer state: right when a phase starts, wrong mid-phase, where
+            # it would drop the state resume_point just loaded. The optimizer's own freeze_to keeps it.
+            if learn.opt is None:
+                learn.create_opt()
+            learn.opt.freeze_to(-1 if phase.frozen else 0)
         extra = list(cbs) + (list(phase_cbs(index, phase, first)) if phase_cbs else [])
         learn.fit_one_cycle(phase.epochs, cbs=extra, start_epoch=first, **phase.kwargs)
     return learn
@@ -130,6 +137,10 @@ def _epoch_saver_class():
 
         def __init__(self, journal, index, phase, start_epoch):
             self.journal, self.index, self.phase, self.start_epoch = journal, index, phase, start_epoch
+
+        def before_fit(self):
+            if self.start_epoch and self.journal.fit_state is not None:  # continuing this phase mid-way
+                set_fit_state(self.learn, self.journal.fit_state)  # after Recorder and accumulation reset theirs
 
         def before_epoch(self):
             self.started = time.time()
@@ -150,6 +161,7 @@ class Journal:
 
     def __init__(self, run, rows=()):
         self.run, self.rows = Path(run), list(rows)
+        self.fit_state = None  # what the checkpoint resumed from carried inside its fit (see fit_state)
         self.checkpoints = self.run / run_folder.CHECKPOINTS
 
     def callback(self, index, phase, start_epoch):
@@ -157,20 +169,23 @@ class Journal:
         return [_epoch_saver_class()(self, index, phase, start_epoch)]
 
     def record(self, learn, index, phase, epoch, values, seconds):
-        """Save the checkpoint, append the metrics row, then mark progress (a kill leaves a consistent state)."""
+        """Save checkpoint and state, append the metrics row, then mark progress (a kill leaves a consistent state)."""
+        import torch
         from fastai.learner import save_model
 
         name = f"{index}-{phase}-{epoch}"
         with atomic.atomic_path(self.checkpoints / f"{name}.pth") as tmp:
             save_model(tmp, learn.model, learn.opt, with_opt=True)
+        with atomic.atomic_path(self.checkpoints / f"{name}{STATE_SUFFIX}") as tmp:
+            torch.save({"random": random_states(learn.dls), "fit": fit_state(learn)}, tmp)
         row = {"epoch": len(self.rows), "phase": phase, "phase_epoch": epoch,
                **{k: _plain_number(v) for k, v in values.items()}, "seconds": round(seconds, 2)}
         self.rows.append(row)
         write_metrics(self.run, self.rows)
         atomic.write_json(self.checkpoints / PROGRESS, {"phase": index, "epoch": epoch, "checkpoint": name,
                                                         "rows": len(self.rows)})
-        for old in self.checkpoints.glob("*.pth"):  # keep only the latest: large models are ~1 GB each
-            if old.stem != name:
+        for old in [*self.checkpoints.glob("*.pth"), *self.checkpoints.glob(f"*{STATE_SUFFIX}")]:
+            if old.stem != name:  # keep only the latest: large models are ~1 GB each
                 old.unlink()
 
     def resume_point(self, learn):
@@ -185,8 +200,78 @@ class Journal:
             learn.create_opt()
         load_model(self.checkpoints / f"{progress['checkpoint']}.pth", learn.model, learn.opt,
                    device=learn.dls.device)
+        self.load_state(learn, progress["checkpoint"])
         self.rows = read_metrics(self.run)[:progress["rows"]]
         return (progress["phase"], progress["epoch"] + 1)
+
+    def load_state(self, learn, name):
+        """Restore the random states saved with checkpoint `name`, keep its fit state; warn when it has none."""
+        import torch
+
+        path = self.checkpoints / f"{name}{STATE_SUFFIX}"
+        if not path.is_file():  # a checkpoint written before states were saved still resumes, not bit-exactly
+            logging.getLogger(__name__).warning(f"{path} is missing (a checkpoint from an older paddy): resuming, "
+                                                "but the run will not continue bit-exactly like an uninterrupted one")
+            return
+        state = torch.load(path, weights_only=True)
+        set_random_states(state["random"], learn.dls)
+        self.fit_state = state["fit"]  # only a fit's before_fit can restore it: fastai resets it there
+
+
+def random_states(dls):
+    """Python's, NumPy's, torch's (CPU and CUDA) and each DataLoader's shuffle RNG state, as plain data."""
+    import numpy as np
+    import torch
+
+    kind, keys, pos, has_gauss, cached_gauss = np.random.get_state()
+    return {"python": random.getstate(),
+            # A list, not an ndarray: torch.load(weights_only=True) refuses arbitrary numpy objects.
+            "numpy": (kind, keys.tolist(), pos, has_gauss, cached_gauss),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            # fastai's DataLoader shuffles (and reseeds itself each epoch) from its own random.Random.
+            "dataloaders": [dl.rng.getstate() for dl in dls.loaders]}
+
+
+def set_random_states(states, dls):
+    """Put back what `random_states` saved, so the next epoch draws what it would have drawn."""
+    import numpy as np
+    import torch
+
+    random.setstate(states["python"])
+    kind, keys, pos, has_gauss, cached_gauss = states["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached_gauss))
+    torch.set_rng_state(states["torch"])
+    # A resume on another device (or device count) cannot be bit-exact anyway: restore CUDA only when it matches.
+    if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    for dl, state in zip(dls.loaders, states["dataloaders"], strict=True):
+        dl.rng.setstate(state)
+
+
+def fit_state(learn):
+    """What fastai carries from one epoch to the next of a fit: the running train loss and unstepped gradients."""
+    smooth = learn.recorder.smooth_loss  # fastai's train_loss: a running average over all the fit's batches
+    accumulation = getattr(learn, "gradient_accumulation", None)
+    count = accumulation.count if accumulation is not None else 0
+    # When an epoch's samples are not a multiple of bs, the last ones wait in .grad for the next epoch's step.
+    grads = [None if p.grad is None else p.grad.detach().cpu() for p in learn.model.parameters()] if count else []
+    # A float and CPU tensors: torch.load(weights_only=True) refuses fastai's TensorBase; float32 round-trips.
+    return {"smooth_loss": (float(smooth.val), smooth.count), "accumulated": (count, grads)}
+
+
+def set_fit_state(learn, state):
+    """Put back what `fit_state` saved, once the callbacks' before_fit have reset theirs."""
+    import torch
+
+    smooth = learn.recorder.smooth_loss
+    value, smooth.count = state["smooth_loss"]
+    smooth.val = torch.tensor(value)
+    count, grads = state["accumulated"]
+    if count:
+        learn.gradient_accumulation.count = count
+        for param, grad in zip(learn.model.parameters(), grads, strict=True):
+            param.grad = None if grad is None else grad.to(param.device)
 
 
 def _plain_number(value):

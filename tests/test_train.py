@@ -2,6 +2,7 @@
 
 import gc
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -233,6 +234,58 @@ def test_interrupted_run_resumes_from_last_epoch(tiny_sample, tmp_path):
     assert result["resumed_from"] == [0, 1]
     rows = train.read_metrics(out)
     assert [r["epoch"] for r in rows] == [0, 1] and rows[0] == first[0]
+
+
+def _final_weights():
+    from fastai.callback.core import Callback
+
+    class FinalWeights(Callback):
+        def after_fit(self):
+            self.state = {k: v.detach().clone() for k, v in self.learn.model.state_dict().items()}
+
+    return FinalWeights()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("changes", [
+    {},
+    # 96 training images in micro-batches of 32: each epoch ends with 32 samples' gradients not yet stepped.
+    {"bs": 64, "accum": 2},
+], ids=["plain", "accumulation-across-epochs"])
+def test_resumed_run_continues_exactly_like_an_uninterrupted_one(tiny_sample, tmp_path, changes):
+    # Batch order (the train DataLoader's rng), augmentations and dropout (global RNGs), the optimizer state, the
+    # running train loss and unstepped gradients must all continue.
+    config = _config(epochs=2, tta="none", **changes)
+    whole = _final_weights()
+    train.train_run(tiny_sample, config, tmp_path / "whole", cbs=[whole])
+    out = tmp_path / "resumed"
+    with pytest.raises(Killed):  # killed rather than shortened: fit_one_cycle's schedule depends on the epochs
+        train.train_run(tiny_sample, config, out, cbs=[_kill_after_first_epoch()])
+    resumed = _final_weights()
+    assert train.train_run(tiny_sample, config, out, cbs=[resumed])["resumed_from"] == [0, 1]
+    for name, value in whole.state.items():
+        torch.testing.assert_close(resumed.state[name], value, rtol=0, atol=0, msg=name)
+    drop = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in train.read_metrics(out)] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in train.read_metrics(tmp_path / "whole")]
+    vocab = run_folder.read_vocab(out)["label"]
+    for path in (run_folder.valid_probs_path, run_folder.test_probs_path):
+        np.testing.assert_array_equal(run_folder.read_probs(path(out), vocab=vocab).probs,
+                                      run_folder.read_probs(path(tmp_path / "whole"), vocab=vocab).probs)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_without_saved_state_still_resumes_with_a_warning(tiny_sample, tmp_path, caplog):
+    out, config = tmp_path / "run", _config(epochs=2, tta="none")
+    with pytest.raises(Killed):
+        train.train_run(tiny_sample, config, out, cbs=[_kill_after_first_epoch()])
+    (state,) = (out / run_folder.CHECKPOINTS).glob(f"*{train.STATE_SUFFIX}")  # only the latest is kept
+    state.unlink()  # as a checkpoint folder written before random states were saved
+    with caplog.at_level(logging.WARNING, logger="paddy.train"):
+        result = train.train_run(tiny_sample, config, out)
+    assert result["resumed_from"] == [0, 1] and run_folder.is_complete(out)
+    (record,) = [r for r in caplog.records if r.name == "paddy.train"]
+    assert "not continue bit-exactly" in record.getMessage() and len(record.getMessage().splitlines()) == 1
 
 
 @pytest.mark.slow

@@ -391,8 +391,9 @@ def _progress(configs, show):
     return progress_bar(configs, leave=False)
 
 
-def probe_targets(arch=None, size=None, plan=None, bs=64, budget_gb=None, write_plan=False):
-    """What the CLI probes: (plan or None, configs, budget GB) from --arch/--size or --plan; ConfigError if unclear."""
+def probe_targets(arch=None, size=None, plan=None, bs=None, budget_gb=None, write_plan=False):
+    """What the CLI probes: (plan or None, configs, budget GB) from --arch/--size/--bs or --plan; ConfigError if
+    unclear. `bs` None means 64 with --arch."""
     from paddy.plan import is_builtin, load_plan
 
     if write_plan and not plan:
@@ -400,6 +401,8 @@ def probe_targets(arch=None, size=None, plan=None, bs=64, budget_gb=None, write_
     if plan:
         if arch or size:
             raise ConfigError("give either --plan or --arch with --size, not both")
+        if bs is not None:
+            raise ConfigError("--bs applies only with --arch: with --plan each member's bs (in the plan) is probed")
         loaded = load_plan(plan)
         if write_plan and is_builtin(loaded.path):
             raise ConfigError(f"--write-plan will not rewrite the kit's built-in plan {plan!r}; copy it first: "
@@ -408,7 +411,8 @@ def probe_targets(arch=None, size=None, plan=None, bs=64, budget_gb=None, write_
         return loaded, loaded.members, budget
     if not arch or not size:
         raise ConfigError("give --arch with --size (e.g. --arch convnext_small --size 224), or --plan")
-    config = TrainConfig(arch=arch, size=size, bs=bs, pretrained=False, finetune=False, epochs=1)
+    config = TrainConfig(arch=arch, size=size, bs=64 if bs is None else bs, pretrained=False, finetune=False,
+                         epochs=1)
     return None, (config,), 16.0 if budget_gb is None else budget_gb
 
 

@@ -155,6 +155,7 @@ def test_probe_command_prints_writes_and_rewrites_the_plan(tiny_sample, tmp_path
     (["--arch", "resnet10t"], "--size"),
     (["--arch", "resnet10t", "--size", "32", "--write-plan"], "--plan"),
     (["--plan", "tiny", "--write-plan"], "copy it first"),
+    (["--plan", "tiny", "--bs", "32"], "--bs"),  # members set their own bs: the flag was silently ignored
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tiny_sample, tmp_path, capsys, argv, message):
     out, builtin = tmp_path / "out", load_plan("tiny").path.read_text()

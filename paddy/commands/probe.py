@@ -29,7 +29,7 @@ def register(subparsers):
     what.add_argument("--arch", help="timm architecture, e.g. convnext_small.fb_in22k (use with --size)")
     what.add_argument("--plan", help="plan TOML file or built-in plan name (tiny, road-to-the-top)")
     p.add_argument("--size", type=size, help="training size: 224 or HEIGHT,WIDTH (with --arch)")
-    p.add_argument("--bs", type=positive_int, default=64, help="effective batch size with --arch (default 64)")
+    p.add_argument("--bs", type=positive_int, default=None, help="effective batch size with --arch (default 64)")
     p.add_argument("--budget-gb", type=positive_float, default=None,
                    help="memory budget in GB (default: the plan's budget_gb, else 16)")
     p.add_argument("--max-accum", type=power_of_two, default=16, help="largest accum to try (default 16)")

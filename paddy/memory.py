@@ -421,10 +421,12 @@ def run_probe(data, configs, budget_gb=16.0, max_accum=16, device="auto", use_su
     """Check inputs and the data folder, probe every config, write the table/CSV/chart to `out` and, when `plan`
     is given, the chosen accum back into it."""
     from paddy.check import require_valid
+    from paddy.runtime import resolve_device
 
     check_budget(budget_gb)
     check_max_accum(max_accum)
     configs = check_configs(configs)
+    device = resolve_device(device)  # a bad --device fails now, not after the check has decoded every image
     require_valid(data)
     report = probe_configs(data, configs, budget_gb=budget_gb, max_accum=max_accum, device=device,
                            use_subprocess=use_subprocess, max_images=max_images)

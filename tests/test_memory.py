@@ -180,6 +180,13 @@ def test_a_data_folder_that_check_rejects_is_one_line_exit_2(tiny_sample, tmp_pa
     assert not out.exists()
 
 
+def test_a_bad_device_is_refused_before_the_data_check(tmp_path, capsys):
+    # The check decodes every JPEG (about a minute on the real data): a typo in --device should not wait for it.
+    code = main(["probe", str(tmp_path / "nope"), "--arch", "resnet10t", "--size", "32", "--device", "cuda:x"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "device" in err and "nope" not in err
+
+
 @pytest.mark.slow
 def test_a_try_in_a_fresh_subprocess_reports_json(tiny_sample):
     config = memory.probe_config(tiny_config())

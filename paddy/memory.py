@@ -417,7 +417,7 @@ def probe_targets(arch=None, size=None, plan=None, bs=None, budget_gb=None, writ
 
 
 def run_probe(data, configs, budget_gb=16.0, max_accum=16, device="auto", use_subprocess=True, max_images=None,
-              out=None, plan=None):
+              out=None, plan=None, progress=True):
     """Check inputs and the data folder, probe every config, write the table/CSV/chart to `out` and, when `plan`
     is given, the chosen accum back into it."""
     from paddy.check import require_valid
@@ -427,9 +427,9 @@ def run_probe(data, configs, budget_gb=16.0, max_accum=16, device="auto", use_su
     check_max_accum(max_accum)
     configs = check_configs(configs)
     device = resolve_device(device)  # a bad --device fails now, not after the check has decoded every image
-    require_valid(data)
+    require_valid(data, progress=progress)
     report = probe_configs(data, configs, budget_gb=budget_gb, max_accum=max_accum, device=device,
-                           use_subprocess=use_subprocess, max_images=max_images)
+                           use_subprocess=use_subprocess, max_images=max_images, progress=progress)
     if out is not None:
         write_outputs(report, out)
     if plan is not None:

@@ -137,6 +137,7 @@ def test_probe_command_prints_writes_and_rewrites_the_plan(tiny_sample, tmp_path
     printed = capsys.readouterr().out
     assert code == 0
     assert "| resnet10t | 64x48 | 1 | 16 |" in printed and "cpu (peak RSS)" in printed
+    assert "|----" not in printed  # no progress bars when stdout is not a terminal (a log file, a pipe)
     assert sorted(p.name for p in out.iterdir()) == ["probe.csv", "probe.md", "probe.png"]
     import pandas as pd
 

@@ -1,6 +1,7 @@
 """`paddy probe`: peak memory per model, and the smallest gradient accumulation that fits a budget."""
 
 import argparse
+import sys
 
 from paddy.commands._types import positive_float, positive_int, size
 
@@ -51,7 +52,7 @@ def run_probe(args):
                                                  args.write_plan)
     report = memory.run_probe(args.data, configs, budget_gb=budget, max_accum=args.max_accum, device=args.device,
                               use_subprocess=args.subprocess, max_images=args.max_images, out=args.out,
-                              plan=plan if args.write_plan else None)
+                              plan=plan if args.write_plan else None, progress=sys.stdout.isatty())
     print("\n" + memory.format_table(report))  # after the progress bars' last line
     if args.out:
         print(f"wrote {args.out}/{memory.CSV_NAME}, {memory.MARKDOWN_NAME} and {memory.PLOT_NAME}")

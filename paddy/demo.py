@@ -101,13 +101,15 @@ def step_probe(data, plan, workdir, result):
 def step_train(data, plan, workdir, result):
     """Train both members (a complete run folder from an earlier demo is reused)."""
     from paddy.plan import write_plan
+    from paddy.run_folder import describe_errors
     from paddy.train import train_plan
 
     runs = workdir / "runs"
     write_plan(plan, workdir / "plan.toml")
     outcomes, seconds = _timed(train_plan, data, plan, runs)
     lines = [f"{o['run']}: {o['arch']}, {o['epochs']} epochs, accum {o['accum']} (micro-batch {o['micro_bs']}), "
-             f"TTA {o['tta']}: valid error {o['valid_error_tta']}" + (" (reused)" if o.get("skipped") else "")
+             f"TTA {o['tta']}: valid error {describe_errors(o['valid_error_tta'])}"
+             + (" (reused)" if o.get("skipped") else "")
              for o in outcomes]
     result.add("train", seconds, "\n".join(lines), runs)
     return [runs / member.run_name for member in plan.members]

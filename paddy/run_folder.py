@@ -98,6 +98,11 @@ def read_json(run, name):
     return json.loads(path.read_text())
 
 
+def describe_errors(errors):
+    """A result's validation error per target as text, e.g. "label 0.2292, variety 0.0833"."""
+    return ", ".join(f"{target} {error:.4f}" for target, error in errors.items())
+
+
 def read_vocab(run):
     """The run's vocab per target, as tuples."""
     return {target: tuple(classes) for target, classes in read_json(run, VOCAB).items()}

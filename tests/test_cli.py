@@ -55,3 +55,19 @@ def test_os_errors_are_one_line(tmp_path, capsys):
     code = run(["sample", str(blocker / "data"), "--n-train", "10", "--n-test", "2", "--size", "48x64"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith("paddy sample: error:"), err
+
+
+def test_train_summary_names_each_target_and_the_tta(tmp_path, capsys):
+    # Was "valid error (TTA) {'label': 0.75, ...}": a dict repr, and "TTA" even with --tta none.
+    import json
+
+    config = TrainConfig(arch="resnet10t", size=32, pretrained=False, tta="none")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps(config.to_dict()))
+    (out / "result.json").write_text(json.dumps({"run": config.run_name, "epochs": 2, "tta": "none",
+                                                 "valid_error_tta": {"label": 0.75, "variety": 0.08333}}))
+    code = run(["train", str(tmp_path), "--arch", "resnet10t", "--size", "32", "--no-pretrained", "--tta", "none",
+                "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0 and "valid error label 0.7500, variety 0.0833 (TTA none), skipped (complete)" in printed, printed

@@ -60,6 +60,7 @@ def register(subparsers):
 def run_train(args):
     """Parse the arguments into a config or plan, train, print one line per run."""
     from paddy import train
+    from paddy.run_folder import describe_errors
 
     if args.plan or args.runs:
         plan = _plan(args)
@@ -68,7 +69,8 @@ def run_train(args):
         results = [train.train_run(args.data, _config(args), args.out)]
     for result in results:
         state = "skipped (complete)" if result.get("skipped") else f"{result.get('seconds')} s"
-        print(f"{result['run']}: {result['epochs']} epochs, valid error (TTA) {result['valid_error_tta']}, {state}")
+        print(f"{result['run']}: {result['epochs']} epochs, valid error {describe_errors(result['valid_error_tta'])} "
+              f"(TTA {result.get('tta', '?')}), {state}")
     return 0
 
 

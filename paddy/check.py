@@ -94,18 +94,20 @@ def scan_test_images(data, problems):
 
 def compare_train(train, on_disk):
     """Problems between train.csv (a DataFrame) and the images found on disk (id -> label folders)."""
-    problems = []
     listed = dict(zip(train["image_id"], train["label"]))
+    # An empty label names no folder: say that, not "train.csv says " or "train_images//<id> is missing".
+    unlabelled = {image_id for image_id, label in listed.items() if not label.strip()}
+    problems = [f"train.csv has no label for {image_id}: fill in its label" for image_id in sorted(unlabelled)]
     for image_id, folders in sorted(on_disk.items()):
         if len(folders) > 1:
             problems.append(f"{image_id} is in several label folders: {', '.join(folders)}")
         if image_id not in listed:
             problems.append(f"{competition.TRAIN_IMAGES}/{folders[0]}/{image_id} is not listed in train.csv")
-        elif listed[image_id] not in folders:
+        elif image_id not in unlabelled and listed[image_id] not in folders:
             problems.append(f"{competition.TRAIN_IMAGES}/{folders[0]}/{image_id} is in folder {folders[0]} "
                             f"but train.csv says {listed[image_id]}")
     for image_id, label in listed.items():
-        if image_id not in on_disk:
+        if image_id not in on_disk and image_id not in unlabelled:
             problems.append(f"train.csv lists {image_id} but {competition.TRAIN_IMAGES}/{label}/{image_id} is missing")
     return problems
 

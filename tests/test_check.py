@@ -70,6 +70,18 @@ def test_duplicates_empty_folder_and_stray_file(damaged):
     assert "train_images/notes.txt is a file outside any label folder" in text
 
 
+def test_a_row_with_no_label_says_so(damaged):
+    # Was "... is in folder blast but train.csv says " (nothing after "says") and "train_images//<id> is missing".
+    train = pd.read_csv(damaged / competition.TRAIN_CSV, dtype=str, keep_default_na=False)
+    on_disk, gone = train.image_id[0], train.image_id[1]
+    train.loc[:1, "label"] = ""
+    train.to_csv(damaged / competition.TRAIN_CSV, index=False)
+    next((damaged / competition.TRAIN_IMAGES).glob(f"*/{gone}")).unlink()
+    text = "\n".join(check_data(damaged, progress=False).problems)
+    assert f"train.csv has no label for {on_disk}" in text and f"train.csv has no label for {gone}" in text
+    assert "says \n" not in text + "\n" and "//" not in text
+
+
 def test_missing_parts_and_wrong_columns(damaged):
     shutil.rmtree(damaged / competition.TEST_IMAGES)
     (damaged / competition.SAMPLE_SUBMISSION_CSV).unlink()

@@ -135,6 +135,10 @@ def read_members(run_dirs):
     """Read every run, with columns in the first run's vocab order and the same test ids in all of them."""
     if not run_dirs:
         raise ConfigError("give at least one run folder")
+    seen = [Path(r).resolve() for r in run_dirs]
+    repeated = sorted({str(r) for r in run_dirs if seen.count(Path(r).resolve()) > 1})
+    if repeated:  # a repeat would silently count twice and be listed twice in the log
+        raise ConfigError(f"{repeated[0]} is given more than once; give each run once (--weights weighs one more)")
     first = read_member(run_dirs[0])
     members = [first] + [read_member(r, vocab=first.test.vocab) for r in run_dirs[1:]]
     ids = set(first.test.image_ids)

@@ -246,6 +246,10 @@ def _unreadable_log(tmp, runs):
     (tmp / "subs" / "log.csv").write_bytes(b"\xff\xfe\x00broken")
 
 
+def _same_run_twice(tmp, runs):
+    runs[1] = runs[0].parent / ".." / runs[0].parent.name / runs[0].name  # another spelling of the same folder
+
+
 def _not_a_run(tmp, runs):
     runs[1] = tmp / "no-such-run"
 
@@ -262,6 +266,7 @@ def _unfinished_run(tmp, runs):
     (_negative_probs, [], "negative"),
     (_sample_with_other_ids, [], "disagree on image ids"),
     (_not_a_run, [], "not a folder"),
+    (_same_run_twice, [], "more than once"),
     (_unfinished_run, [], "unfinished"),
     (_unreadable_log, [], "not a readable submissions log"),
     (None, ["--weights", "1"], "1 weight"),

@@ -511,6 +511,7 @@ def train_plan(data_path, plan, runs_dir):
     data_path = data.find_data(data_path)
     for member in plan.members:  # check every arch, run folder and the data once, before hours of training start
         check_arch(member.arch)
+        runtime.resolve_device(member.device)  # "cuda" on a CPU machine: say so now, not after the data check
         check_out(Path(runs_dir) / member.run_name, member)
     require_valid(data_path, progress=False)
     results = []

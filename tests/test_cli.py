@@ -1,6 +1,9 @@
 """The CLI's contract for bad input: one line on stderr, exit code 2, nothing written."""
 
+import shutil
+
 import pytest
+import torch
 
 from paddy.cli import main
 from paddy.config import TrainConfig, parse_size
@@ -71,3 +74,13 @@ def test_train_summary_names_each_target_and_the_tta(tmp_path, capsys):
                 "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0 and "valid error label 0.7500, variety 0.0833 (TTA none), skipped (complete)" in printed, printed
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_plan_asking_for_cuda_on_a_cpu_machine_is_refused_before_the_data_check(tiny_sample, tmp_path, capsys):
+    data = shutil.copytree(tiny_sample, tmp_path / "data")
+    (data / "test_images" / "200005.jpg").write_bytes(b"not a jpeg")  # the data check would fail on this...
+    code = run(["train", str(data), "--plan", "tiny", "--runs", str(tmp_path / "runs"), "--device", "cuda"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "CUDA is not available" in err, err  # ...but the device is refused first
+    assert not (tmp_path / "runs").exists()

@@ -10,7 +10,7 @@ import importlib
 import sys
 import warnings
 
-from paddy import __version__
+from paddy import __version__, runtime
 from paddy.errors import PaddyError
 
 # Order is the order of `paddy --help`: a competitor's day, then the rest.
@@ -60,7 +60,8 @@ def main(argv=None):
     # Said by a dependency on every import, about nothing a user of the command can change.
     warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
     try:
-        return args.func(args) or 0
+        with runtime.progress_bars(sys.stdout.isatty()):  # bars on a terminal; in logs, fastai's epoch table only
+            return args.func(args) or 0
     except PaddyError as error:
         print(f"paddy {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -54,3 +54,22 @@ def torch_threads(n):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def progress_bars(enabled):
+    """Run the block with fastprogress's per-batch bars on or off; the epoch table prints either way.
+
+    fastprogress decides with `getattr(stdout, "isatty", False)`, the method itself (always true) rather than its
+    result, so outside a terminal every bar update goes into the log: a Kaggle kernel's log or `paddy train > log`
+    gets thousands of lines. Its `NO_BAR` setting turns the bars off and keeps fastai's epoch table.
+    """
+    from fastprogress import fastprogress
+
+    before = fastprogress.NO_BAR
+    fastprogress.NO_BAR = not enabled
+    try:
+        yield
+    finally:
+        fastprogress.NO_BAR = before
+

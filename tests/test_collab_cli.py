@@ -200,3 +200,13 @@ def test_missing_model_folder_and_foreign_output_folder(tmp_path, capsys):
                        str(tmp_path / "mine"))
     assert code == 2 and "not a collab output folder" in err
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+def test_outside_a_terminal_the_log_gets_the_epoch_table_but_no_progress_bars(tmp_path, capsys):
+    code, out, _ = run(capsys, "collab", "--data", str(write_ratings(tmp_path / "r.csv")), "--epochs", "2",
+                       "--out", str(tmp_path / "out"))
+    assert code == 0 and "train_loss" in out and "valid_loss" in out  # fastai's epoch table
+    assert "Epoch 1/2 :" not in out and "%" not in out  # no per-batch bar updates (capsys is not a terminal)
+    from fastprogress import fastprogress
+
+    assert fastprogress.NO_BAR is False  # restored for whoever runs next in this process

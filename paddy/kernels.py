@@ -113,6 +113,9 @@ OUT = Path("{working}")
 '''
 
 
+_LOG_NOTE = "# the kernel's log keeps fastai's epoch table, not thousands of progress-bar updates"
+
+
 def _script(kind, title, body, kit, data):
     doc = (f'"""paddy {kind} kernel: {title}.\n\n'
            'Rendered by `paddy kernels render`: edit the plan, not this file.\n"""\n\n')
@@ -127,9 +130,11 @@ def probe_script(title, plan, kit, data):
             "from paddy import memory  # noqa: E402  (importable only after the install above)\n"
             "from paddy.config import TrainConfig  # noqa: E402\n"
             "from paddy.data import find_data  # noqa: E402\n"
-            "from paddy.plan import Plan  # noqa: E402\n\n"
+            "from paddy.plan import Plan  # noqa: E402\n"
+            "from paddy.runtime import progress_bars  # noqa: E402\n\n"
             f"plan = Plan(members=tuple(TrainConfig.from_dict(m) for m in MEMBERS), budget_gb={plan.budget_gb!r})\n"
-            'report = memory.run_probe(find_data(DATA), plan.members, plan.budget_gb, out=OUT / "probe")\n'
+            f"with progress_bars(False):  {_LOG_NOTE}\n"
+            '    report = memory.run_probe(find_data(DATA), plan.members, plan.budget_gb, out=OUT / "probe")\n'
             "print(memory.format_table(report))\n"
             'memory.write_chosen_accum(plan, report, OUT / "plan.toml")\n')
     return _script("probe", title, body, kit, data)
@@ -161,9 +166,11 @@ def member_script(title, config, kit, data, budget_gb=16.0):
     body = (f"CONFIG = {dict_literal(config.to_dict())}\n\n"
             "from paddy.config import TrainConfig  # noqa: E402  (importable only after the install above)\n"
             "from paddy.data import find_data  # noqa: E402\n"
+            "from paddy.runtime import progress_bars  # noqa: E402\n"
             "from paddy.train import train_run  # noqa: E402\n\n"
             "config = TrainConfig.from_dict(CONFIG)\n"
-            f"print(train_run(find_data(DATA), config, OUT / config.run_name, budget_gb={budget_gb!r}))\n")
+            f"with progress_bars(False):  {_LOG_NOTE}\n"
+            f"    print(train_run(find_data(DATA), config, OUT / config.run_name, budget_gb={budget_gb!r}))\n")
     return _script("member", title, body, kit, data)
 
 

@@ -24,7 +24,9 @@ CONFIG = {'arch': 'test_convnext', 'size': [64, 64], 'item_size': [96, 72], 'ite
 
 from paddy.config import TrainConfig  # noqa: E402  (importable only after the install above)
 from paddy.data import find_data  # noqa: E402
+from paddy.runtime import progress_bars  # noqa: E402
 from paddy.train import train_run  # noqa: E402
 
 config = TrainConfig.from_dict(CONFIG)
-print(train_run(find_data(DATA), config, OUT / config.run_name, budget_gb=4.0))
+with progress_bars(False):  # the kernel's log keeps fastai's epoch table, not thousands of progress-bar updates
+    print(train_run(find_data(DATA), config, OUT / config.run_name, budget_gb=4.0))

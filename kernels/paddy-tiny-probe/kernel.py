@@ -27,8 +27,10 @@ from paddy import memory  # noqa: E402  (importable only after the install above
 from paddy.config import TrainConfig  # noqa: E402
 from paddy.data import find_data  # noqa: E402
 from paddy.plan import Plan  # noqa: E402
+from paddy.runtime import progress_bars  # noqa: E402
 
 plan = Plan(members=tuple(TrainConfig.from_dict(m) for m in MEMBERS), budget_gb=4.0)
-report = memory.run_probe(find_data(DATA), plan.members, plan.budget_gb, out=OUT / "probe")
+with progress_bars(False):  # the kernel's log keeps fastai's epoch table, not thousands of progress-bar updates
+    report = memory.run_probe(find_data(DATA), plan.members, plan.budget_gb, out=OUT / "probe")
 print(memory.format_table(report))
 memory.write_chosen_accum(plan, report, OUT / "plan.toml")

@@ -113,12 +113,13 @@ OUT = Path("{working}")
 '''
 
 
+RENDERED_MARK = "Rendered by `paddy kernels render`"  # in every script: marks folders render may replace
 _LOG_NOTE = "# the kernel's log keeps fastai's epoch table, not thousands of progress-bar updates"
 
 
 def _script(kind, title, body, kit, data):
     doc = (f'"""paddy {kind} kernel: {title}.\n\n'
-           'Rendered by `paddy kernels render`: edit the plan, not this file.\n"""\n\n')
+           f'{RENDERED_MARK}: edit the plan, not this file.\n"""\n\n')
     return doc + _INSTALL.format(kit=kit, data=data, working=KAGGLE_WORKING) + "\n" + body
 
 
@@ -219,7 +220,7 @@ def build_kernels(plan, user, competition_slug=competition.COMPETITION, gpu=True
 
 
 def render_kernels(plan, user, competition_slug=competition.COMPETITION, out="kernels", gpu=True, internet="auto"):
-    """Write one folder per kernel (kernel-metadata.json + kernel.py) under `out`; returns the folders in push order."""
+    """Write one folder per kernel under `out`; returns (folders in push order, stale folders removed)."""
     kernels = build_kernels(plan, user, competition_slug, gpu=gpu, internet=internet)  # all checks before any write
     folders = []
     for slug, (meta, script) in kernels.items():
@@ -227,7 +228,24 @@ def render_kernels(plan, user, competition_slug=competition.COMPETITION, out="ke
         atomic.write_text(folder / CODE_FILE, script)
         atomic.write_json(folder / METADATA_FILE, meta)
         folders.append(folder)
-    return folders
+    # A plan rendered again with fewer or renamed members: its old member folders would still be pushed by --all.
+    prefix = next(iter(kernels)).removesuffix("probe")
+    removed = [folder for folder in stale_folders(out, prefix) if folder not in folders]
+    for folder in removed:
+        shutil.rmtree(folder)
+    return folders, removed
+
+
+def stale_folders(out, prefix):
+    """Folders under `out` that `paddy kernels render` wrote for slugs starting with `prefix`, and nothing else."""
+    found = []
+    for meta_path in sorted(Path(out).glob(f"{prefix}*/{METADATA_FILE}")):
+        folder = meta_path.parent
+        code = folder / CODE_FILE
+        ours = code.is_file() and RENDERED_MARK in code.read_text(errors="replace")
+        if ours and {p.name for p in folder.iterdir()} == {CODE_FILE, METADATA_FILE}:  # nothing a user added
+            found.append(folder)
+    return found
 
 
 def read_kernel_folder(folder):

@@ -53,7 +53,7 @@ def stub(monkeypatch):
 @pytest.fixture
 def rendered(tmp_path):
     (tmp_path / "tiny.toml").write_text(PLAN_TOML)
-    return kernels.render_kernels(load_plan(tmp_path / "tiny.toml"), USER, out=tmp_path / "kernels")
+    return kernels.render_kernels(load_plan(tmp_path / "tiny.toml"), USER, out=tmp_path / "kernels")[0]
 
 
 def _run(capsys, *argv):

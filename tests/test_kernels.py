@@ -3,6 +3,7 @@
 import ast
 import json
 import zipfile
+from dataclasses import replace
 
 import pytest
 from slugify import slugify
@@ -129,7 +130,8 @@ def test_scripts_are_thin_valid_python_that_install_offline(plan):
 
 def test_render_writes_folders_that_read_back(plan, tmp_path):
     out = tmp_path / "kernels"
-    folders = kernels.render_kernels(plan, "someone", out=out)
+    folders, removed = kernels.render_kernels(plan, "someone", out=out)
+    assert removed == []
     assert [f.name for f in folders] == list(kernels.build_kernels(plan, "someone"))
     for folder in folders:
         meta = kernels.read_kernel_folder(folder)
@@ -138,8 +140,26 @@ def test_render_writes_folders_that_read_back(plan, tmp_path):
     assert ordered[-1].name == "paddy-tiny-ensemble" and len(ordered) == 4
 
 
+def test_render_again_with_fewer_members_removes_their_old_folders_only(plan, tmp_path):
+    out = tmp_path / "kernels"
+    first, _ = kernels.render_kernels(plan, "someone", out=out)
+    user_folder = out / "paddy-tiny-notes"  # the same prefix, but not written by render
+    user_folder.mkdir()
+    (user_folder / "kernel.py").write_text("print('mine')\n")
+    (user_folder / kernels.METADATA_FILE).write_text("{}")
+    edited = first[2]  # a member folder the user put a file into
+    (edited / "notes.txt").write_text("keep me")
+    smaller = replace(plan, members=plan.members[:1])
+    folders, removed = kernels.render_kernels(smaller, "someone", out=out)
+    assert removed == [] and edited.is_dir()  # a folder holding more than render wrote is left alone
+    (edited / "notes.txt").unlink()
+    folders, removed = kernels.render_kernels(smaller, "someone", out=out)
+    assert removed == [edited] and not edited.exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted([f.name for f in folders] + [user_folder.name])
+
+
 def test_read_kernel_folder_refuses_broken_folders(plan, tmp_path):
-    folder = kernels.render_kernels(plan, "someone", out=tmp_path)[0]
+    folder = kernels.render_kernels(plan, "someone", out=tmp_path)[0][0]
     meta = json.loads((folder / kernels.METADATA_FILE).read_text())
     (folder / kernels.METADATA_FILE).write_text(json.dumps({**meta, "title": "another title entirely"}))
     with pytest.raises(ConfigError, match="slug of the title"):

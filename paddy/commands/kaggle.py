@@ -69,10 +69,12 @@ def run_render(args):
     from paddy.kernels import render_kernels
     from paddy.plan import load_plan
 
-    folders = render_kernels(load_plan(args.plan), args.user, args.competition, out=args.out,
-                             gpu=args.gpu, internet=args.internet)
+    folders, removed = render_kernels(load_plan(args.plan), args.user, args.competition, out=args.out,
+                                      gpu=args.gpu, internet=args.internet)
     for folder in folders:
         print(folder)
+    for folder in removed:
+        print(f"removed {folder} (no longer in the plan)")
 
 
 def run_push(args):

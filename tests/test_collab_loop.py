@@ -104,3 +104,52 @@ def test_fused_adam_steps_like_fastais_adam_with_scheduled_hypers_and_no_decay_p
     for mine, reference in zip(ours, theirs, strict=True):
         torch.testing.assert_close(mine, reference, rtol=1e-5, atol=1e-6)
 
+
+
+def _tiny_learner(learner_class, cbs=()):
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 3), torch.randn(40)
+    dls = DataLoaders(TensorLoader(x[:32], y[:32], bs=8), TensorLoader(x[32:], y[32:], bs=8))
+    return learner_class(dls, nn.Sequential(nn.Linear(3, 1), nn.Flatten(0)), loss_func=nn.functional.mse_loss,
+                         opt_func=Adam, cbs=list(cbs))
+
+
+@pytest.mark.parametrize("learner_class", [Learner, LeanLearner])
+def test_a_callback_that_turned_itself_off_runs_again_in_the_next_fit(learner_class):
+    log = []
+    learn = _tiny_learner(learner_class, [StopsItself(log)])  # defines after_batch only, not after_fit
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1)
+        learn.fit(1)
+    assert log.count(("stops_itself", "after_batch")) == 2  # fastai's Callback resets `run` at every after_fit
+
+
+class FiresNothing(Callback):
+    """Defines only an event a normal fit never fires."""
+
+    def after_cancel_fit(self):
+        pass
+
+
+class CountsFits(Callback):
+    """Counts the fits it saw start."""
+
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+
+    def before_fit(self):
+        self.log.append("before_fit")
+
+
+def test_a_new_callback_is_never_skipped_for_one_that_was_removed():
+    # A fit's callback is freed after the fit and the next fit's may be allocated at its address: a cache keyed on
+    # ids alone, not holding the old callback, took the new one for the old and skipped its events.
+    log = []
+    learn = _tiny_learner(LeanLearner)
+    with learn.no_bar(), learn.no_logging():
+        for _ in range(20):
+            learn.fit(1, cbs=FiresNothing())
+            learn.fit(1, cbs=CountsFits(log))
+    assert log == ["before_fit"] * 20
+

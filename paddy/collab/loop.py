@@ -29,7 +29,9 @@ class LeanLearner(Learner):
         key = tuple(map(id, self.cbs))
         if cache.get("key") != key:
             cache.clear()
-            cache["key"] = key
+            # Hold the callbacks the key names: a removed one freed could otherwise lend its id to a new one, and
+            # the key would take the new callback for the old.
+            cache["key"], cache["cbs"] = key, list(self.cbs)
         if event_name not in cache:
             cache[event_name] = [cb for cb in self.cbs.sorted("order") if _handles(cb, event_name)]
         return cache[event_name]
@@ -47,7 +49,9 @@ class LeanLearner(Learner):
 def _handles(cb, event_name):
     """Whether `cb` may act on `event_name`: its class or the instance defines it, or it has its own `__call__`."""
     # fastai's Callback(after_batch=f) stores `f` on the instance; a custom `__call__` may handle any event.
-    return (hasattr(type(cb), event_name) or event_name in vars(cb)
+    # Every callback acts on after_fit: Callback.__call__ resets `run` to True there (a callback that switched
+    # itself off with `run = False` runs again in the next fit), whether or not it defines after_fit.
+    return (event_name == "after_fit" or hasattr(type(cb), event_name) or event_name in vars(cb)
             or type(cb).__call__ is not Callback.__call__)
 
 

@@ -153,3 +153,7 @@ def test_a_new_callback_is_never_skipped_for_one_that_was_removed():
             learn.fit(1, cbs=CountsFits(log))
     assert log == ["before_fit"] * 20
 
+
+def test_an_unknown_event_name_is_an_error_as_in_fastai():
+    with pytest.raises(Exception, match="missing before_fitt"):
+        _tiny_learner(LeanLearner)("before_fitt")

@@ -13,7 +13,7 @@ behaviour:
   torch's fused Adam/AdamW kernel, one pass over all parameters instead of fastai's ~20 tensor ops per parameter.
 """
 
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, event
 from fastai.learner import Learner
 from fastai.optimizer import Optimizer
 
@@ -33,6 +33,8 @@ class LeanLearner(Learner):
             # the key would take the new callback for the old.
             cache["key"], cache["cbs"] = key, list(self.cbs)
         if event_name not in cache:
+            if not hasattr(event, event_name):  # as fastai's Learner: a misspelt event is an error, not a no-op
+                raise Exception(f"missing {event_name}")
             cache[event_name] = [cb for cb in self.cbs.sorted("order") if _handles(cb, event_name)]
         return cache[event_name]
 

@@ -200,6 +200,29 @@ def test_fastai_collab_learner_converts_to_the_kits_model_with_the_same_predicti
     assert score["mse"] == pytest.approx(result.history[-1]["valid_loss"], rel=1e-4)
 
 
+
+def test_fastai_model_treats_ids_seen_only_in_validation_as_cold_like_the_kits():
+    # fastai's Categorify gives validation-only ids rows that training never moves; the converted model must not
+    # count them as known: they are cold (index 0, the mean row), as in the kit's own models.
+    from fastai.collab import EmbeddingDotBias
+    from fastai.data.transforms import CategoryMap
+
+    from paddy.collab.train import from_fastai
+
+    torch.manual_seed(0)
+    classes = {"user": CategoryMap(["a", "b", "c"], add_na=True), "item": CategoryMap(["x", "y", "z"], add_na=True)}
+    source = EmbeddingDotBias(3, 4, 4, y_range=(0, 5.5))
+    train = pd.DataFrame({"user": ["a", "c", "c"], "item": ["x", "z", "x"], "rating": [4.0, 2.0, 3.0]})
+    fitted = from_fastai(source, classes, train, (0, 5.5))
+    assert fitted.users == ["a", "c"] and fitted.items == ["x", "z"]
+    valid = pd.DataFrame({"user": ["a", "c", "b", "a"], "item": ["z", "x", "x", "y"], "rating": [1.0, 2.0, 3.0, 4.0]})
+    assert evaluate.evaluate_ratings(fitted, valid)["cold"] == 2  # user b and item y: validation only
+    pairs = torch.tensor([[classes["user"].o2i[u], classes["item"].o2i[i]] for u, i in (("a", "z"), ("c", "x"))])
+    with torch.no_grad():
+        theirs = source.eval()(pairs).numpy()
+    np.testing.assert_allclose(evaluate.predict(fitted, ["a", "c"], ["z", "x"]), theirs, rtol=1e-6)
+
+
 def test_close_matches_ignore_the_year_and_movielens_trailing_article():
     from types import SimpleNamespace
 

@@ -310,8 +310,6 @@ def fit_fastai(train, valid, config, titles=None, progress=True):
     from fastai.data.block import TransformBlock
     from fastai.tabular.core import Categorify
 
-    from paddy.collab.fitted import CollabModel
-    from paddy.collab.models import build_model, fill_unknown
     from paddy.runtime import seed_everything
 
     y_range = resolve_y_range(config, (float(train["rating"].min()), float(train["rating"].max())))
@@ -324,16 +322,29 @@ def fit_fastai(train, valid, config, titles=None, progress=True):
     learn, timer = collab_learner(dls, n_factors=config.factors, y_range=y_range), epoch_timer()
     with runtime.torch_threads(config.threads), _quiet(learn, progress):
         learn.fit_one_cycle(config.epochs, config.lr, wd=fastai_wd(config), cbs=[timer])
-    users, items = [str(u) for u in dls.classes["user"][1:]], [str(i) for i in dls.classes["item"][1:]]
-    model = build_model("bias", len(users) + 1, len(items) + 1, config.factors, y_range)
-    source = learn.model.cpu()
-    for ours, theirs in (("user_factors", "u_weight"), ("item_factors", "i_weight"), ("user_bias", "u_bias"),
-                         ("item_bias", "i_bias")):
-        getattr(model, ours).weight.data.copy_(getattr(source, theirs).weight.data)
+    fitted = from_fastai(learn.model.cpu(), dls.classes, train, y_range, titles)
+    return FitResult(fitted, _history(learn, timer), config.threads)
+
+
+def from_fastai(source, classes, train, y_range, titles=None):
+    """fastai's EmbeddingDotBias as the kit's DotProductBias over the ids of `train` only, unknown rows filled.
+
+    fastai's Categorify also gives ids seen only in validation a row, which training never moves (it only decays);
+    here they are unknown (index 0, the mean row), so they count as cold and are never recommended.
+    """
+    from paddy.collab.fitted import CollabModel
+    from paddy.collab.models import build_model, fill_unknown
+
+    users, items = build_vocab(train["user"]), build_vocab(train["item"])
+    rows = {"user": [classes["user"].o2i[u] for u in users], "item": [classes["item"].o2i[i] for i in items]}
+    n_factors = source.u_weight.weight.shape[1]
+    model = build_model("bias", len(users) + 1, len(items) + 1, n_factors, y_range)
+    for ours, theirs, side in (("user_factors", "u_weight", "user"), ("item_factors", "i_weight", "item"),
+                               ("user_bias", "u_bias", "user"), ("item_bias", "i_bias", "item")):
+        getattr(model, ours).weight.data[1:] = getattr(source, theirs).weight.data[rows[side]]
     fill_unknown(model.eval())
-    shape = {"n_users": len(users) + 1, "n_items": len(items) + 1, "n_factors": config.factors,
+    shape = {"n_users": len(users) + 1, "n_items": len(items) + 1, "n_factors": n_factors,
              "y_range": list(y_range) if y_range else None, "layers": []}
     seen = encode_frame(train, users, items)[0].numpy()
     titles = titles or {}
-    fitted = CollabModel(model, "bias", shape, users, items, [titles.get(item, item) for item in items], seen)
-    return FitResult(fitted, _history(learn, timer), config.threads)
+    return CollabModel(model, "bias", shape, users, items, [titles.get(item, item) for item in items], seen)

@@ -69,7 +69,8 @@ def test_default_y_range_is_the_books_for_five_stars_and_given_ranges_must_conta
         resolve_y_range(CollabConfig(y_range=(0.0, 5.0)), (0.5, 5.0))
 
 
-@pytest.mark.parametrize("change", [{"factors": 0}, {"epochs": 0}, {"kind": "svd"}, {"lr": -1}, {"wd_mode": "x"}])
+@pytest.mark.parametrize("change", [{"factors": 0}, {"epochs": 0}, {"kind": "svd"}, {"lr": -1}, {"wd_mode": "x"},
+                                    {"lr": math.inf}, {"wd": math.inf}, {"y_range": (0, math.inf)}])
 def test_config_refuses_bad_values(change):
     with pytest.raises(ConfigError):
         CollabConfig(**change)

@@ -16,6 +16,7 @@ for the fit and restores the previous count afterwards.
 """
 
 import contextlib
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 
@@ -54,8 +55,8 @@ class CollabConfig:
         checks = [(self.kind in KINDS, f"model {self.kind!r} is not one of {', '.join(KINDS)}"),
                   (self.factors > 0, f"factors must be positive, got {self.factors}"),
                   (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
-                  (self.lr > 0, f"lr must be positive, got {self.lr}"),
-                  (self.wd >= 0, f"wd must be >= 0, got {self.wd}"),
+                  (0 < self.lr < math.inf, f"lr must be positive and finite, got {self.lr}"),
+                  (0 <= self.wd < math.inf, f"wd must be >= 0 and finite, got {self.wd}"),
                   (self.opt in OPTS, f"opt {self.opt!r} is not one of {OPTS}"),
                   (self.wd_mode in WD_MODES, f"wd_mode {self.wd_mode!r} is not one of {WD_MODES}"),
                   (self.bs > 0, f"bs must be positive, got {self.bs}"),
@@ -65,7 +66,7 @@ class CollabConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        if self.y_range and not (len(self.y_range) == 2 and self.y_range[0] < self.y_range[1]):
+        if self.y_range and not (len(self.y_range) == 2 and -math.inf < self.y_range[0] < self.y_range[1] < math.inf):
             raise ConfigError(f"y_range must be LOW,HIGH with LOW < HIGH, got {self.y_range}")
 
     def replace(self, **changes):
@@ -282,6 +283,7 @@ def fit_collab(train, valid, config, titles=None, progress=True):
     learn, timer = _learner(model, start.train_xy, start.valid_xy, config), epoch_timer()
     with runtime.torch_threads(config.threads), _quiet(learn, progress):
         learn.fit_one_cycle(config.epochs, config.lr, wd=fastai_wd(config), cbs=[timer])
+    check_finite(model, config)
     fill_unknown(model.cpu().eval())
     shape = {"n_users": len(users) + 1, "n_items": len(items) + 1, "n_factors": config.factors,
              "y_range": list(y_range) if y_range else None, "layers": list(config.layers)}
@@ -289,6 +291,15 @@ def fit_collab(train, valid, config, titles=None, progress=True):
     fitted = CollabModel(model, "nn" if config.kind == "nn" else config.kind, shape, users, items,
                          [titles.get(item, item) for item in items], start.train_xy[0].numpy())
     return FitResult(fitted, _history(learn, timer), config.threads)
+
+
+def check_finite(model, config):
+    """A ConfigError when training left a NaN or infinite weight (too high an lr or wd): nothing to explain or save."""
+    import torch
+
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise ConfigError(f"training diverged: weights are NaN or infinite after lr {config.lr:g}, wd {config.wd:g}; "
+                          "lower --lr or --wd")
 
 
 @contextlib.contextmanager
@@ -322,6 +333,7 @@ def fit_fastai(train, valid, config, titles=None, progress=True):
     learn, timer = collab_learner(dls, n_factors=config.factors, y_range=y_range), epoch_timer()
     with runtime.torch_threads(config.threads), _quiet(learn, progress):
         learn.fit_one_cycle(config.epochs, config.lr, wd=fastai_wd(config), cbs=[timer])
+    check_finite(learn.model, config)
     fitted = from_fastai(learn.model.cpu(), dls.classes, train, y_range, titles)
     return FitResult(fitted, _history(learn, timer), config.threads)
 

@@ -96,7 +96,14 @@ def test_nn_model_and_kfold_run(tmp_path, capsys):
     code, text, err = run(capsys, "collab", "--data", str(data), "--model", "nn", "--epochs", "1", "--kfold", "2",
                           "--out", str(tmp_path / "nn"), "--quiet")
     assert code == 0, err
-    assert len(json.loads((tmp_path / "nn" / "metrics.json").read_text())["folds"]) == 2
+    metrics = json.loads((tmp_path / "nn" / "metrics.json").read_text())
+    assert len(metrics["folds"]) == 2
+    # the printed line pairs the mean MSE with every held-out rating of every fold, not fold 1's alone
+    n = len(pd.read_csv(data))
+    assert metrics["valid"]["n"] == n == sum(fold["n"] for fold in metrics["folds"])
+    assert metrics["valid"]["mse"] == pytest.approx(np.mean([fold["mse"] for fold in metrics["folds"]]))
+    assert metrics["valid_rmse"] == pytest.approx(metrics["valid_mse"] ** 0.5)
+    assert f" of {n} held-out ratings cold" in text
 
 
 def test_one_factor_model_trains_and_plots_its_pca(tmp_path, capsys):

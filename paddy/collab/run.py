@@ -87,11 +87,14 @@ def fit_and_score(ratings, config, folds=1, k=10, progress=True):
         if first is None:
             first, topn = result, top_n_metrics(result.fitted, valid, k=k)
     mean_mse = sum(s["mse"] for s in scores) / len(scores)
+    # k-fold: the held-out ratings of all folds (every rating once), described by the mean MSE printed beside them
+    valid = {"mse": mean_mse, "rmse": mean_mse ** 0.5, "n": sum(s["n"] for s in scores),
+             "cold": sum(s["cold"] for s in scores)}
     seconds = [row["seconds"] for row in first.history]
     metrics = {"valid_mse": mean_mse, "valid_rmse": mean_mse ** 0.5,
                "seconds_per_epoch": sum(seconds) / len(seconds), "threads": first.threads,
                "folds": [{"fold": i, **s} for i, s in enumerate(scores)] if folds > 1 else None,
-               "valid": scores[0], "top_n": topn, "history": first.history}
+               "valid": valid, "top_n": topn, "history": first.history}
     return first, metrics
 
 

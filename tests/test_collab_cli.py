@@ -177,6 +177,8 @@ BAD_FILES = {
     "empty file": ("", [], "is empty"),
     "header only": ("u,i,r\n", [], "has no ratings"),
     "outside y_range": ("u,i,r\n1,2,3\n2,2,9\n", ["--y-range", "0,5.5"], "widen --y-range"),
+    "one column for two roles": ("movie,user,rating\n1,2,3\n2,2,4\n", ["--user-col", "user"],
+                                 "'user' is both the user and the item column"),
     "diverging training": ("u,i,r\n1,2,3\n2,2,4\n1,3,5\n2,3,1\n", ["--wd", "1e300", "--valid-pct", "0.5"],
                            "training diverged"),
     "empty validation split": ("u,i,r\n1,2,3\n2,2,4\n", ["--valid-pct", "0.1"], "0 validation ratings"),

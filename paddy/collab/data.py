@@ -90,6 +90,13 @@ def load_ratings_csv(path, user_col=None, item_col=None, rating_col=None, titles
     names = list(frame.columns[:3])
     user_col, item_col, rating_col = (given or default for given, default in zip((user_col, item_col, rating_col),
                                                                                  names + [None] * 3, strict=False))
+    # A role left to its default may land on a column named for another (--user-col given as the file's second
+    # column, which is the item's default): training would then go on with the same ids on both sides.
+    roles = {"user": user_col, "item": item_col, "rating": rating_col}
+    for first, second in (("user", "item"), ("user", "rating"), ("item", "rating")):
+        if roles[first] is not None and roles[first] == roles[second]:
+            raise DataError(f"{path}: column {roles[first]!r} is both the {first} and the {second} column; name each "
+                            "with --user-col/--item-col/--rating-col")
     return Ratings(clean_ratings(frame, user_col, item_col, rating_col, str(path)), titles or {}, str(path))
 
 

@@ -72,6 +72,9 @@ class FusedAdam(Optimizer):
 
     def zero_grad(self):
         """Drop the gradients (the next backward allocates fresh ones; no pass writing zeros)."""
+        # Unlike fastai's zeroing, a parameter without a gradient is then not stepped at all (as in torch's
+        # optimizers): after `learn.freeze()` fastai's Adam still decays frozen weights through their zeroed
+        # gradients, while here they stay exactly as they were.
         for group in self.param_lists:
             for param in group:
                 param.grad = None

@@ -102,6 +102,7 @@ def test_nn_model_and_kfold_run(tmp_path, capsys):
     n = len(pd.read_csv(data))
     assert metrics["valid"]["n"] == n == sum(fold["n"] for fold in metrics["folds"])
     assert metrics["valid"]["mse"] == pytest.approx(np.mean([fold["mse"] for fold in metrics["folds"]]))
+    assert "users, fold 1's model and held-out ratings)" in text  # the top-N line says which fold it scores
     assert metrics["valid_rmse"] == pytest.approx(metrics["valid_mse"] ** 0.5)
     assert f" of {n} held-out ratings cold" in text
 

@@ -1,6 +1,7 @@
 """argparse value types shared by the subcommands: bad values become one-line usage errors, exit 2."""
 
 import argparse
+import math
 
 from paddy.config import parse_size
 from paddy.errors import ConfigError
@@ -18,13 +19,13 @@ def positive_int(text):
 
 
 def positive_float(text):
-    """A float > 0."""
+    """A finite float > 0."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {value}")
     return value
 
 

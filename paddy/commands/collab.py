@@ -136,7 +136,8 @@ def format_report(report):
         lines.append("folds MSE: " + ", ".join(f"{f['mse']:.4f}" for f in m["folds"]))
     top = m["top_n"]
     lines.append(f"top-10 on held-out ratings >= {top['threshold']:g}: precision {top['precision@10']:.4f}  "
-                 f"recall {top['recall@10']:.4f}  NDCG {top['ndcg@10']:.4f}  ({top['users']} users)")
+                 f"recall {top['recall@10']:.4f}  NDCG {top['ndcg@10']:.4f}  ({top['users']} users"
+                 + (", fold 1's model and held-out ratings)" if m["folds"] else ")"))
     if report.biases:
         for name, rows in zip(("lowest item biases", "highest item biases"), report.biases, strict=True):
             lines.append(f"{name}: " + "; ".join(f"{title} ({bias:+.2f})" for title, bias in rows))

@@ -222,3 +222,13 @@ def test_outside_a_terminal_the_log_gets_the_epoch_table_but_no_progress_bars(tm
     from fastprogress import fastprogress
 
     assert fastprogress.NO_BAR is False  # restored for whoever runs next in this process
+
+
+@pytest.mark.parametrize(("flags", "wd"), [([], 0.1), (["--wd-mode", "l2"], 1e-4),
+                                           (["--wd-mode", "l2", "--wd", "0.5"], 0.5)])
+def test_default_weight_decay_suits_the_mode(tmp_path, capsys, flags, wd):
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "collab", "--data", str(write_ratings(tmp_path / "r.csv")), "--epochs", "1",
+                       "--out", str(out), "--quiet", *flags)
+    assert code == 0, err
+    assert json.loads((out / "metrics.json").read_text())["config"]["wd"] == wd

@@ -2,7 +2,8 @@
 
 Gradient accumulation (`accum=K`) runs micro-batches of `bs // K` and steps the optimizer once every `bs` samples
 (fastai's `GradientAccumulation(n_acc=bs)` counts samples), so the effective batch and learning rate stay those of
-`bs`. With batch norm it is NOT exactly equivalent: batch statistics come from each micro-batch, not the full batch.
+`bs`; when `bs // K` does not divide `bs`, once every whole number of micro-batches that fits in `bs`. With batch
+norm it is NOT exactly equivalent: batch statistics come from each micro-batch, not the full batch.
 """
 
 import difflib
@@ -61,8 +62,11 @@ def build_learner(dls, config, device=None):
         metrics = multitask.multitask_metrics(config.targets, head_sizes)
     else:
         loss_func, metrics = CrossEntropyLossFlat(), [error_rate]
-    # fastai counts samples, not batches: n_acc=bs steps once per effective batch of bs images.
-    cbs = [GradientAccumulation(n_acc=config.bs)] if config.micro_bs < config.bs else []
+    # fastai counts samples, not batches: n_acc=bs steps once per effective batch of bs images. When the micro-batch
+    # does not divide bs (bs=50, accum=4: micro-batches of 12), n_acc=bs would wait for a 5th (60 images) and scale
+    # their gradient by 60/50; step after the whole micro-batches that fit in bs instead (48), at their mean.
+    n_acc = config.micro_bs * (config.bs // config.micro_bs)
+    cbs = [GradientAccumulation(n_acc=n_acc)] if config.micro_bs < config.bs else []
     runtime.seed_everything(config.seed)
     try:
         learn = vision_learner(dls, config.arch, pretrained=config.pretrained, n_out=sum(head_sizes),

@@ -122,6 +122,27 @@ def test_accumulation_equals_full_batch(tiny_sample):
         torch.testing.assert_close(p_acc, p_ref, rtol=1e-4, atol=1e-5)
 
 
+def test_accumulation_when_the_micro_batch_does_not_divide_bs(tiny_sample):
+    # bs=7, accum=2: micro-batches of 3. A step after two of them (6 images) is the mean gradient of those 6; with
+    # n_acc=7 fastai waited for a third (9 images) and scaled their summed gradient by 1/7 instead of 1/9.
+    config = _config(bs=7, accum=2)
+    dls = data.image_dataloaders(data.train_items(tiny_sample), config)
+    x, y = dls.train.one_batch()
+    xs, ys = list(x.float()) * 4, list(y) * 4  # 12 fixed images: two steps of 6
+    accumulated = _fixed_learner(dls, config, xs, ys)
+    full = _fixed_learner(dls, config.replace(bs=6, accum=1), xs, ys, state=accumulated.model.state_dict())
+    results = []
+    for learn in (accumulated, full):
+        recorder = _recording_callback()
+        learn.fit(1, lr=1e-3, cbs=[recorder])
+        results.append(recorder)
+    acc, ref = results
+    assert (acc.batches, acc.steps, ref.batches, ref.steps) == (4, 2, 2, 2)
+    for step in range(2):
+        for g_acc, g_ref in zip(acc.grads[step], ref.grads[step], strict=True):
+            torch.testing.assert_close(g_acc, g_ref, rtol=1e-4, atol=1e-6)
+
+
 # --- whole runs ---------------------------------------------------------------------------------------------
 
 

@@ -120,6 +120,9 @@ def fit(learn, config, cbs=(), start=(0, 0), phase_cbs=None):
             continue
         if first == 0:
             learn.freeze_to(-1 if phase.frozen else 0)
+            # GradientAccumulation restarts its count each fit but leaves the last fit's unstepped gradients in .grad:
+            # they joined this phase's first step (and a run resumed at this phase lacked them).
+            learn.model.zero_grad(set_to_none=True)
         else:
             # Learner.freeze_to also clears the optimizer state: right when a phase starts, wrong mid-phase, where
             # it would drop the state resume_point just loaded. The optimizer's own freeze_to keeps it.

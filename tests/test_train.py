@@ -143,6 +143,29 @@ def test_accumulation_when_the_micro_batch_does_not_divide_bs(tiny_sample):
             torch.testing.assert_close(g_acc, g_ref, rtol=1e-4, atol=1e-6)
 
 
+def test_a_phase_starts_without_the_last_phases_unstepped_gradients(tiny_sample):
+    from fastai.callback.core import Callback
+
+    # 96 training images in micro-batches of 32, a step per 64: the frozen epoch ends with 32 images' gradients.
+    config = _config(finetune=True, epochs=1, bs=64, accum=2, tta="none")
+    learn = train.build_learner(data.image_dataloaders(data.train_items(tiny_sample), config), config)
+    seen = {}
+
+    class Grads(Callback):
+        def before_fit(self):
+            seen[self.index] = [p.grad for p in self.learn.model.parameters() if p.grad is not None and p.grad.any()]
+
+    def peek(index, phase, start_epoch):
+        callback = Grads()
+        callback.index = index
+        return [callback]
+
+    with learn.no_bar(), learn.no_logging():
+        train.fit(learn, config, phase_cbs=peek)
+    assert learn.gradient_accumulation.count == 32  # the unfrozen epoch also ended with unstepped images
+    assert seen == {0: [], 1: []}
+
+
 # --- whole runs ---------------------------------------------------------------------------------------------
 
 
@@ -272,7 +295,9 @@ def _final_weights():
     {},
     # 96 training images in micro-batches of 32: each epoch ends with 32 samples' gradients not yet stepped.
     {"bs": 64, "accum": 2},
-], ids=["plain", "accumulation-across-epochs"])
+    # Killed after the frozen epoch, which left 32 samples' gradients unstepped: the unfrozen phase starts afresh.
+    {"bs": 64, "accum": 2, "finetune": True},
+], ids=["plain", "accumulation-across-epochs", "accumulation-across-phases"])
 def test_resumed_run_continues_exactly_like_an_uninterrupted_one(tiny_sample, tmp_path, changes):
     # Batch order (the train DataLoader's rng), augmentations and dropout (global RNGs), the optimizer state, the
     # running train loss and unstepped gradients must all continue.

@@ -445,7 +445,9 @@ def choose_accum(data, config, budget_gb, max_accum=16, device=None, use_subproc
     accum = report.chosen[config.run_name]
     if accum is None:
         worst = report.results[-1]
-        raise ConfigError(f"{config.arch} at {worst.size} needs {worst.budget_mb:.0f} MB even at accum "
+        # A try killed for memory has no measured peak: say it ran out rather than "needs nan MB".
+        need = "runs out of memory" if math.isnan(worst.budget_mb) else f"needs {worst.budget_mb:.0f} MB"
+        raise ConfigError(f"{config.arch} at {worst.size} {need} even at accum "
                           f"{worst.accum}, over the {budget_gb} GB budget: use a smaller size or arch, or more memory")
     return accum
 

@@ -195,6 +195,16 @@ def test_a_try_in_a_fresh_subprocess_reports_json(tiny_sample):
     assert result.device == memory.CPU_DEVICE_LABEL and result.process_total_mb > 100 and not result.error
 
 
+def test_choose_accum_says_out_of_memory_when_the_last_try_was_killed(monkeypatch):
+    config = tiny_config(accum="auto", device="cpu")
+    killed = memory.TryResult(config.arch, "32", 2, 8, oom=True, error="killed for memory")
+    report = memory.ProbeReport((killed,), {config.run_name: None}, 1.0, "cpu")
+    monkeypatch.setattr(memory, "probe_configs", lambda *args, **kwargs: report)
+    with pytest.raises(ConfigError, match="runs out of memory even at accum 2") as error:
+        memory.choose_accum("data", config, budget_gb=1.0, max_accum=2)
+    assert "nan" not in str(error.value)
+
+
 def test_choose_accum_answers_auto_and_refuses_when_nothing_fits(tiny_sample):
     config = tiny_config(accum="auto", device="cpu")
     assert memory.choose_accum(tiny_sample, config, budget_gb=16, max_accum=2, use_subprocess=False) == 1

@@ -37,7 +37,9 @@ def register(subparsers):
     p.add_argument("--max-images", type=positive_int, default=None,
                    help="cap on the smallest-class images trained per try (default: all of them)")
     p.add_argument("--out", metavar="DIR", help="write probe.csv, probe.md and probe.png here")
-    p.add_argument("--write-plan", action="store_true", help="write the chosen accum back into the --plan file")
+    p.add_argument("--write-plan", action="store_true",
+                   help="write the chosen accum and budget back into the --plan file, rewritten with every member "
+                        "resolved (comments and [defaults] are not kept; built-in plans are refused)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     p.add_argument("--no-subprocess", dest="subprocess", action="store_false",
                    help="run every try in this process (faster start; memory may leak between models)")

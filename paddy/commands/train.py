@@ -38,7 +38,8 @@ def register(subparsers):
     one.add_argument("--lr", type=positive_float, help="(0.01)")
     one.add_argument("--bs", type=positive_int, help="effective batch size (64)")
     one.add_argument("--accum",
-                     help="accumulate gradients over K micro-batches of BS/K (power of two, or 'auto'); "
+                     help="accumulate gradients over K micro-batches of BS/K (power of two, or 'auto': the "
+                          "memory probe picks the smallest that fits 16 GB); "
                           "not exactly equivalent with batch norm (1)")
     one.add_argument("--no-finetune", dest="finetune", action="store_false", default=None,
                      help="train all layers from the start (unfreeze + fit_one_cycle) instead of fine_tune")

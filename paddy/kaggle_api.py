@@ -20,7 +20,7 @@ PUSHED_FILE = "pushed.json"  # beside the stage: {dataset ref: digest of the whe
 SECRET_VARIABLES = ("KAGGLE_KEY", "KAGGLE_API_TOKEN")
 VERBOSE_VARIABLES = ("VERBOSE", "VERBOSE_OUTPUT")
 NO_CREDENTIALS = ("no Kaggle credentials: set KAGGLE_API_TOKEN, or KAGGLE_USERNAME and KAGGLE_KEY, "
-                  "or put kaggle.json in {config_dir} (the folder KAGGLE_CONFIG_DIR names)")
+                  "or put kaggle.json in {config_dir} (or set KAGGLE_CONFIG_DIR to the folder that holds it)")
 DATASET_READY = ("ready",)
 
 

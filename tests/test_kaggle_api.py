@@ -160,6 +160,9 @@ def test_no_credentials_is_one_line_naming_where_the_client_looks(stub, monkeypa
     monkeypatch.delenv("KAGGLE_KEY")
     code, out, err = _run(capsys, "kernels", "status", f"{USER}/paddy-tiny-probe")
     _assert_one_line_error(code, out, err, "KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "kaggle.json")
+    # The folder named is where the client looks now (KAGGLE_CONFIG_DIR, else ~/.kaggle or ~/.config/kaggle): the
+    # message must not claim KAGGLE_CONFIG_DIR names it when that variable is unset.
+    assert "set KAGGLE_CONFIG_DIR to the folder that holds it" in err
     assert stub.requests == []
 
 

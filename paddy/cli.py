@@ -50,7 +50,19 @@ def build_parser():
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    describe_subcommands(parser)
     return parser
+
+
+def describe_subcommands(parser):
+    """Give every subcommand without a description its one-line help, so `paddy CMD --help` says what CMD does."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            summaries = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, sub in action.choices.items():
+                if sub.description is None and summaries.get(name):
+                    sub.description = summaries[name]
+                describe_subcommands(sub)
 
 
 def main(argv=None):

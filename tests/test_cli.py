@@ -85,3 +85,19 @@ def test_a_plan_asking_for_cuda_on_a_cpu_machine_is_refused_before_the_data_chec
     err = capsys.readouterr().err.strip()
     assert code == 2 and "CUDA is not available" in err, err  # ...but the device is refused first
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("argv", [["sample"], ["check"], ["resize"], ["demo"], ["ensemble"], ["submit"],
+                                  ["submissions"], ["kernels"], ["kernels", "push"], ["kernels", "output"]])
+def test_every_subcommand_help_says_what_it_does(argv, capsys):
+    # The README promises that every command's --help says what it does: the summary `paddy --help` lists for it
+    # must head its own --help too, not only a usage line and options.
+    from paddy.cli import build_parser
+
+    parser = build_parser()
+    for name in argv:
+        subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+        summary = next(c.help for c in subparsers._choices_actions if c.dest == name)
+        parser = subparsers.choices[name]
+    assert run([*argv, "--help"]) == 0
+    assert summary in " ".join(capsys.readouterr().out.split())

@@ -343,14 +343,16 @@ def predict(learn, dl, tta, seed=42):
     mode, n, beta = parse_tta(tta)
     runtime.seed_everything(seed)  # fastai's tta draws random augmentations
     # The loss function's activation (softmax, per head for multi-target) makes these probabilities, not logits.
-    if mode == "fastai":
-        probs, _ = learn.tta(dl=dl, n=n, beta=beta)
-    elif mode == "flip":
-        plain, _ = learn.get_preds(dl=dl)
-        flipped, _ = learn.get_preds(dl=dl, cbs=[_flip_class()()])
-        probs = (plain + flipped) / 2
-    else:
-        probs, _ = learn.get_preds(dl=dl)
+    # no_logging: fastai's tta fires before_fit, which prints an empty epoch-table header into the training log.
+    with learn.no_logging():
+        if mode == "fastai":
+            probs, _ = learn.tta(dl=dl, n=n, beta=beta)
+        elif mode == "flip":
+            plain, _ = learn.get_preds(dl=dl)
+            flipped, _ = learn.get_preds(dl=dl, cbs=[_flip_class()()])
+            probs = (plain + flipped) / 2
+        else:
+            probs, _ = learn.get_preds(dl=dl)
     return probs.float().cpu()
 
 

@@ -101,3 +101,13 @@ def test_every_subcommand_help_says_what_it_does(argv, capsys):
         parser = subparsers.choices[name]
     assert run([*argv, "--help"]) == 0
     assert summary in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_training_log_holds_one_epoch_table_and_no_bar_updates(tiny_sample, tmp_path, capsys):
+    code = run(["train", str(tiny_sample), "--arch", "resnet10t", "--size", "32", "--item-size", "48,48",
+                "--no-pretrained", "--no-finetune", "--epochs", "1", "--bs", "16", "--tta", "2,0.25",
+                "--workers", "0", "--device", "cpu", "--out", str(tmp_path / "run")])
+    log = capsys.readouterr().out  # what `paddy train > log` gets: stdout is not a terminal here
+    lines = [line.split("\r")[-1] for line in log.splitlines()]  # fastprogress starts each bar with "█\r"
+    assert code == 0 and sum(line.startswith("epoch ") for line in lines) == 1, log  # tta printed more headers
+    assert "%" not in log and "Epoch 1/1" not in log

@@ -1,9 +1,10 @@
 """The memory probe: peak memory of one epoch on the smallest class, accum doubled until the peak fits a budget.
 
 On CUDA a try records `torch.cuda.max_memory_allocated`, `max_memory_reserved` and the process total that
-`torch.cuda.list_gpu_processes` reports; the budget applies to the process total (what a card must hold), or to
-the reserved peak when the total is unknown. Without CUDA the same flow measures the peak resident memory (RSS) of
-the training process, labelled "cpu (peak RSS)", and the budget applies to that. Sizes are MiB; 1 GB = 1024 MB.
+`torch.cuda.list_gpu_processes` reports, with torch's cache counted at its peak (`process_peak_mb`); the budget
+applies to the process total (what a card must hold), or to the reserved peak when the total is unknown. Without
+CUDA the same flow measures the peak resident memory (RSS) of the training process, labelled "cpu (peak RSS)", and
+the budget applies to that. Sizes are MiB; 1 GB = 1024 MB.
 
 Each try runs by default in a fresh `python -m paddy.memory` subprocess, so nothing leaks between models; it
 writes its result as JSON. An out-of-memory error means "does not fit", never a crash.
@@ -186,9 +187,11 @@ class PeakMeter:
 
         torch.cuda.synchronize(self.device)
         mb = 2**20
+        peak_reserved = torch.cuda.max_memory_reserved(self.device) / mb
+        total = process_peak_mb(cuda_process_total_mb(self.device), torch.cuda.memory_reserved(self.device) / mb,
+                                peak_reserved)
         return {"peak_allocated_mb": torch.cuda.max_memory_allocated(self.device) / mb,
-                "peak_reserved_mb": torch.cuda.max_memory_reserved(self.device) / mb,
-                "process_total_mb": cuda_process_total_mb(self.device),
+                "peak_reserved_mb": peak_reserved, "process_total_mb": total,
                 "device": f"cuda ({torch.cuda.get_device_name(self.device)})"}
 
 
@@ -240,6 +243,15 @@ def cuda_process_total_mb(device):
     except Exception:  # noqa: BLE001 - NVML may be missing or refused in a container; the figure is optional
         return math.nan
     return parse_gpu_processes(text, os.getpid())
+
+
+def process_peak_mb(total_now, reserved_now, peak_reserved):
+    """The process's peak GPU total: what it holds now beside torch's cache (the CUDA context) plus the cache's peak.
+
+    The driver reports only the current total; if the caching allocator gave blocks back since the peak, the
+    current total undercounts what the card had to hold.
+    """
+    return total_now - reserved_now + max(peak_reserved, reserved_now)
 
 
 def fit_one_epoch(items, config, device, cbs=()):

@@ -210,3 +210,11 @@ def test_choose_accum_answers_auto_and_refuses_when_nothing_fits(tiny_sample):
     assert memory.choose_accum(tiny_sample, config, budget_gb=16, max_accum=2, use_subprocess=False) == 1
     with pytest.raises(ConfigError, match="budget"):
         memory.choose_accum(tiny_sample, config, budget_gb=1e-3, max_accum=2, use_subprocess=False)
+
+
+def test_the_gpu_process_total_counts_the_cache_at_its_peak_not_as_it_is_now():
+    # 600 MB context + 5000 MB cache now; the cache peaked at 9000 MB, so the card had to hold 9600 MB.
+    assert memory.process_peak_mb(5600.0, 5000.0, 9000.0) == 9600.0
+    assert memory.process_peak_mb(5600.0, 5000.0, 5000.0) == 5600.0  # nothing given back: the total as read
+    assert math.isnan(memory.process_peak_mb(math.nan, 5000.0, 9000.0))  # unknown stays unknown
+

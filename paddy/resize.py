@@ -74,7 +74,8 @@ def _resize_job(job):
 
 
 def check_folders(data, out, max_size):
-    """Raise before anything is written: DATA not a competition folder, a bad CSV, OUT in DATA or unwritable."""
+    """Raise before anything is written: DATA not a competition folder, a bad CSV, OUT in DATA, unwritable or made
+    from another DATA; return OUT's marker (see `read_marker`)."""
     if not isinstance(max_size, int) or max_size <= 0:
         raise ConfigError(f"max_size must be a positive integer, got {max_size!r}")
     if not data.is_dir():
@@ -97,9 +98,11 @@ def check_folders(data, out, max_size):
         raise DataError(f"cannot create {out}: {error.strerror or error}; choose a folder you can write to") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise DataError(f"cannot write to {out}: choose a folder you can write to")
-    source = read_marker(out).get("source")
+    marker = read_marker(out)
+    source = marker.get("source")
     if source and source != str(data):  # same image names, other pixels: its copies would pass for up to date
         raise DataError(f"{out} holds copies of {source}, not {data}: choose another output folder or remove it")
+    return marker
 
 
 def read_marker(out):
@@ -113,9 +116,10 @@ def read_marker(out):
     return marker if isinstance(marker, dict) else {}
 
 
-def plan_jobs(data, out, max_size):
-    """(src, dst, max_size) for every image whose copy is missing, older than the original, or of another size."""
-    same_size = read_marker(out).get("max_size") == max_size
+def plan_jobs(data, out, max_size, marker):
+    """(src, dst, max_size) for every image whose copy is missing, older than the original, or of another size
+    (`marker`: what the last resize into OUT recorded)."""
+    same_size = marker.get("max_size") == max_size
     sources = sorted((data / competition.TRAIN_IMAGES).glob("*/*")) + sorted((data / competition.TEST_IMAGES).glob("*"))
     jobs, skipped = [], 0
     for src in (p for p in sources if p.is_file()):
@@ -168,10 +172,10 @@ def resize_folder(data, out, max_size, workers=None, progress=True):
     """Write copies of the competition folder `data` to `out`, longer side at most `max_size`; return a summary."""
     start = time.perf_counter()
     data, out = Path(data).resolve(), Path(out).resolve()
-    check_folders(data, out, max_size)
-    jobs, skipped = plan_jobs(data, out, max_size)
+    marker = check_folders(data, out, max_size)
+    jobs, skipped = plan_jobs(data, out, max_size, marker)
     # Only copies this DATA made are ours to delete: a folder with no marker may hold someone else's files.
-    removed = remove_stale(data, out) if read_marker(out).get("source") == str(data) else 0
+    removed = remove_stale(data, out) if marker.get("source") == str(data) else 0
     if skipped == 0:  # another size (or none yet): an interrupted run must not leave a marker vouching for old copies
         atomic.write_json(out / MARKER, {"source": str(data)})
     failed = run_jobs(jobs, workers, progress=progress)

@@ -271,11 +271,20 @@ def prepare(train, valid, config):
     return Prepared(model, train_xy, valid_xy, users, items, y_range)
 
 
-def fit_collab(train, valid, config, titles=None, progress=True):
-    """Train `config.kind` on the `train` frame, validate on `valid`; returns a FitResult (unknown rows filled)."""
+def fitted_model(model, kind, users, items, n_factors, y_range, layers, titles, seen):
+    """The trained `model` as a CollabModel: unknown rows filled, its shape, titles in item order, seen pairs."""
     from paddy.collab.fitted import CollabModel
     from paddy.collab.models import fill_unknown
 
+    fill_unknown(model.cpu().eval())
+    shape = {"n_users": len(users) + 1, "n_items": len(items) + 1, "n_factors": n_factors,
+             "y_range": list(y_range) if y_range else None, "layers": list(layers)}
+    titles = titles or {}
+    return CollabModel(model, kind, shape, users, items, [titles.get(item, item) for item in items], seen)
+
+
+def fit_collab(train, valid, config, titles=None, progress=True):
+    """Train `config.kind` on the `train` frame, validate on `valid`; returns a FitResult (unknown rows filled)."""
     if config.kind == "fastai":
         return fit_fastai(train, valid, config, titles, progress)
     start = prepare(train, valid, config)
@@ -284,12 +293,8 @@ def fit_collab(train, valid, config, titles=None, progress=True):
     with runtime.torch_threads(config.threads), _quiet(learn, progress):
         learn.fit_one_cycle(config.epochs, config.lr, wd=fastai_wd(config), cbs=[timer])
     check_finite(model, config)
-    fill_unknown(model.cpu().eval())
-    shape = {"n_users": len(users) + 1, "n_items": len(items) + 1, "n_factors": config.factors,
-             "y_range": list(y_range) if y_range else None, "layers": list(config.layers)}
-    titles = titles or {}
-    fitted = CollabModel(model, "nn" if config.kind == "nn" else config.kind, shape, users, items,
-                         [titles.get(item, item) for item in items], start.train_xy[0].numpy())
+    fitted = fitted_model(model, config.kind, users, items, config.factors, y_range, config.layers, titles,
+                          start.train_xy[0].numpy())
     return FitResult(fitted, _history(learn, timer), config.threads)
 
 
@@ -344,8 +349,7 @@ def from_fastai(source, classes, train, y_range, titles=None):
     fastai's Categorify also gives ids seen only in validation a row, which training never moves (it only decays);
     here they are unknown (index 0, the mean row), so they count as cold and are never recommended.
     """
-    from paddy.collab.fitted import CollabModel
-    from paddy.collab.models import build_model, fill_unknown
+    from paddy.collab.models import build_model
 
     users, items = build_vocab(train["user"]), build_vocab(train["item"])
     rows = {"user": [classes["user"].o2i[u] for u in users], "item": [classes["item"].o2i[i] for i in items]}
@@ -354,9 +358,5 @@ def from_fastai(source, classes, train, y_range, titles=None):
     for ours, theirs, side in (("user_factors", "u_weight", "user"), ("item_factors", "i_weight", "item"),
                                ("user_bias", "u_bias", "user"), ("item_bias", "i_bias", "item")):
         getattr(model, ours).weight.data[1:] = getattr(source, theirs).weight.data[rows[side]]
-    fill_unknown(model.eval())
-    shape = {"n_users": len(users) + 1, "n_items": len(items) + 1, "n_factors": n_factors,
-             "y_range": list(y_range) if y_range else None, "layers": []}
-    seen = encode_frame(train, users, items)[0].numpy()
-    titles = titles or {}
-    return CollabModel(model, "bias", shape, users, items, [titles.get(item, item) for item in items], seen)
+    return fitted_model(model, "bias", users, items, n_factors, y_range, (), titles,
+                        encode_frame(train, users, items)[0].numpy())

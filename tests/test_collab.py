@@ -11,8 +11,8 @@ from paddy.collab import evaluate, models
 from paddy.collab.data import Ratings, crosstab, kfold_splits, random_split
 from paddy.collab.recommend import fold_in, recommend
 from paddy.collab.train import CollabConfig, default_y_range, encode, fit_collab, resolve_y_range
-from paddy.errors import ConfigError
-from paddy.runtime import torch_threads
+from paddy.core.errors import ConfigError
+from paddy.core.runtime import torch_threads
 
 X = torch.tensor([[1, 1], [1, 2], [2, 1], [2, 2]])
 
@@ -228,7 +228,7 @@ def test_close_matches_ignore_the_year_and_movielens_trailing_article():
     from types import SimpleNamespace
 
     from paddy.collab.interpret import find_item, title_forms
-    from paddy.errors import DataError
+    from paddy.core.errors import DataError
 
     assert title_forms("matrix, the (1999)") == ("matrix, the (1999)", "matrix, the", "matrix", "the matrix")
     fitted = SimpleNamespace(titles=["Max (2002)", "Amateur (1994)", "Matrix, The (1999)"], items=["1", "2", "3"])
@@ -236,3 +236,28 @@ def test_close_matches_ignore_the_year_and_movielens_trailing_article():
         with pytest.raises(DataError, match=r"did you mean Matrix, The \(1999\)"):
             find_item(fitted, typed)
 
+
+
+def test_library_config_picks_its_weight_decay_per_mode():
+    assert CollabConfig().wd == 0.1 and CollabConfig(wd_mode="l2").wd == 1e-4
+    assert CollabConfig(wd_mode="l2").replace(wd_mode="decoupled").wd == 0.1  # a defaulted wd follows the mode
+    assert CollabConfig(wd=0.5).replace(wd_mode="l2").wd == 0.5  # a given one is kept
+    assert CollabConfig(wd_mode="l2").to_dict()["wd"] == 1e-4 and "defaulted" not in CollabConfig().to_dict()
+
+
+def test_collab_library_modules_import_at_the_top_and_the_cli_module_stays_light():
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    package = Path(models.__file__).parent
+    for path in sorted(package.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        inner = [node.lineno for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
+                 for node in ast.walk(fn) if isinstance(node, ast.Import | ast.ImportFrom)]
+        assert not inner, f"{path.name} imports inside a function at line(s) {inner}"
+    cli = next(name for name in ("paddy.cli.collab", "paddy.commands.collab") if (package.parent / (
+        name.replace("paddy.", "", 1).replace(".", "/") + ".py")).is_file())
+    code = f"import sys, {cli}; heavy = {{'torch', 'fastai', 'pandas'}} & set(sys.modules); assert not heavy, heavy"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from fastai.data.external import URLs, untar_data
 
-from paddy.errors import DataError
+from paddy.core.errors import DataError
 
 EMBEDDED = "ml-latest-small"
 ML_100K = "ml-100k"
@@ -44,8 +46,6 @@ class Ratings:
 
 def _read_csv(path, **kwargs):
     """pandas.read_csv with every column as text (ids like "007" stay themselves); bad files are a DataError."""
-    import pandas as pd
-
     try:
         return pd.read_csv(path, dtype=str, **kwargs)
     except pd.errors.EmptyDataError:
@@ -57,8 +57,6 @@ def _read_csv(path, **kwargs):
 
 def clean_ratings(frame, user_col, item_col, rating_col, source):
     """Check and normalise a raw ratings frame to columns user, item (str) and rating (float)."""
-    import pandas as pd
-
     missing = [name for name in (user_col, item_col, rating_col) if name not in frame.columns]
     if missing:
         raise DataError(f"{source}: no column(s) {missing}; it has {list(frame.columns)}; "
@@ -122,8 +120,6 @@ def _read_u_data(path):
 def load_ml100k(path=None):
     """MovieLens 100k from its folder (u.data, u.item); fastai's `untar_data(URLs.ML_100k)` when `path` is None."""
     if path is None:
-        from fastai.data.external import URLs, untar_data
-
         try:
             path = untar_data(URLs.ML_100k)
         except Exception as error:  # noqa: BLE001 -- any download failure means the same thing to the user

@@ -8,6 +8,7 @@ model never saw stay in the recall denominator (they cannot be recommended, and 
 import math
 
 import numpy as np
+import torch
 
 
 def mse(pred, target):
@@ -30,8 +31,6 @@ def predict(fitted, users, items, bs=65536):
 
 def predict_index(model, user_idx, item_idx, bs=65536):
     """Predicted ratings for parallel arrays of user and item indices."""
-    import torch
-
     x = torch.from_numpy(np.stack([np.asarray(user_idx), np.asarray(item_idx)], axis=1).astype(np.int64))
     model.eval()
     with torch.no_grad():

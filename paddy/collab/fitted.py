@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from paddy import atomic
-from paddy.errors import DataError
+from paddy.core import atomic
+from paddy.collab.models import build_model
+from paddy.core.errors import DataError
 
 MODEL_FILE = "model.pth"
 
@@ -56,8 +58,6 @@ class CollabModel:
 
 def save_model(fitted, path):
     """Write `fitted` to `path` atomically as a weights-only torch file."""
-    import torch
-
     state = {"kind": fitted.kind, "shape": dict(fitted.shape), "users": list(fitted.users),
              "items": list(fitted.items), "titles": list(fitted.titles),
              "seen": torch.from_numpy(fitted.seen.astype(np.int64)),
@@ -69,10 +69,6 @@ def save_model(fitted, path):
 
 def load_model(folder):
     """Load the CollabModel saved in `folder` (or the model.pth file itself)."""
-    import torch
-
-    from paddy.collab.models import build_model
-
     path = Path(folder)
     path = path / MODEL_FILE if path.is_dir() else path
     if not path.is_file():

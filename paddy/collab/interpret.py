@@ -4,14 +4,15 @@ import difflib
 import re
 
 import numpy as np
+from matplotlib.figure import Figure
 
-from paddy.errors import DataError
+from paddy.core import atomic
+from paddy.collab.models import table
+from paddy.core.errors import DataError
 
 
 def item_biases(fitted, n=5):
     """(lowest, highest): `n` (title, bias) pairs each, or None when the model has no item bias."""
-    from paddy.collab.models import table
-
     weight = table(fitted.model, "item_bias")
     if weight is None:
         return None
@@ -24,8 +25,6 @@ def item_biases(fitted, n=5):
 
 def item_factors(fitted):
     """The item factor table without the unknown row, as a NumPy array (n_items, n_factors)."""
-    from paddy.collab.models import table
-
     return table(fitted.model, "item_factors").detach().numpy()[1:]
 
 
@@ -43,21 +42,15 @@ def pca_items(fitted, n=50):
 
 def plot_pca(coords, titles, path):
     """Write a labelled scatter plot of PCA coordinates to `path` (PNG) atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers; set before pyplot is imported
-    import matplotlib.pyplot as plt
-
-    from paddy import atomic
-
-    fig, ax = plt.subplots(figsize=(12, 12))
+    # A bare Figure renders with Agg and never touches pyplot's global backend or figure list (no display needed).
+    fig = Figure(figsize=(12, 12))
+    ax = fig.subplots()
     ax.scatter(coords[:, 0], coords[:, 1], s=12)
     for (x, y), title in zip(coords, titles, strict=True):
         ax.annotate(title[:40], (x, y), fontsize=7, alpha=0.8)
     ax.set(xlabel="PC 1", ylabel="PC 2", title="Item factors: first two principal components (most-rated items)")
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-    plt.close(fig)
     return path
 
 

@@ -13,9 +13,11 @@ behaviour:
   torch's fused Adam/AdamW kernel, one pass over all parameters instead of fastai's ~20 tensor ops per parameter.
 """
 
+import torch
 from fastai.callback.core import Callback, event
 from fastai.learner import Learner
 from fastai.optimizer import Optimizer
+from torch.optim.adam import adam
 
 
 class LeanLearner(Learner):
@@ -81,9 +83,6 @@ class FusedAdam(Optimizer):
 
     def step(self, closure=None):
         """One Adam step for every parameter with a gradient, one fused kernel call per decay setting."""
-        import torch
-        from torch.optim.adam import adam
-
         if closure is not None:
             raise NotImplementedError("FusedAdam does not take a closure")
         for params, hyper in zip(self.param_lists, self.hypers, strict=True):

@@ -9,17 +9,17 @@ error plus a little weight decay towards nothing), every item stays fixed; the r
 import copy
 
 import numpy as np
+import torch
+from torch.func import functional_call
 
-from paddy.errors import DataError
+from paddy.collab.evaluate import predict_index
+from paddy.collab.interpret import find_item
+from paddy.collab.models import table
+from paddy.core.errors import DataError
 
 
 def fold_in(fitted, item_indices, ratings, steps=200, lr=0.05, wd=0.01):
     """A copy of the model whose unknown-user row (index 0) is fitted to one new user's (item, rating) pairs."""
-    import torch
-    from torch.func import functional_call
-
-    from paddy.collab.models import table
-
     model = copy.deepcopy(fitted.model).eval().requires_grad_(False)
     keys = {id(p): key for key, p in model.named_parameters()}
     weights = {keys[id(w)]: w for w in (table(model, "user_factors"), table(model, "user_bias")) if w is not None}
@@ -43,8 +43,6 @@ def fold_in(fitted, item_indices, ratings, steps=200, lr=0.05, wd=0.01):
 
 def parse_rated(fitted, rated):
     """Item indices and ratings from "TITLE_OR_ID=RATING" strings; unknown titles raise DataError."""
-    from paddy.collab.interpret import find_item
-
     items, values = [], []
     for text in rated:
         title, sep, value = str(text).rpartition("=")
@@ -65,8 +63,6 @@ def parse_rated(fitted, rated):
 
 def recommend(fitted, user, n=10, rated=()):
     """Top-`n` items `user` has not rated: (item id, title, predicted rating) rows, and how the user was known."""
-    from paddy.collab.evaluate import predict_index
-
     index = fitted.user_index(user)
     model, seen, how = fitted.model, set(fitted.seen_by(index).tolist()), "known user"
     if index == 0:

@@ -14,8 +14,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from paddy import atomic
-from paddy.errors import ConfigError, DataError
+from paddy.core import atomic
+from paddy.collab.data import crosstab, kfold_splits, load_ratings, split_frames
+from paddy.collab.evaluate import evaluate_ratings, top_n_metrics
+from paddy.collab.fitted import save_model
+from paddy.collab.interpret import item_biases, pca_items, plot_pca, similar_items
+from paddy.collab.train import fit_collab, resolve_y_range
+from paddy.core.errors import ConfigError, DataError
 
 METRICS_FILE = "metrics.json"
 PCA_FILE = "pca_items.png"
@@ -60,8 +65,6 @@ def publish_dir(out):
 
 def train_splits(ratings, config, folds=1):
     """(train, valid) frame pairs: k-fold when `folds` > 1, else the configured split."""
-    from paddy.collab.data import kfold_splits, split_frames
-
     if folds > 1 and config.split != "random":
         raise ConfigError(f"--kfold {folds} and --split {config.split} are two different splits; give one of them")
     if folds > 1:
@@ -77,9 +80,6 @@ def train_splits(ratings, config, folds=1):
 
 def fit_and_score(ratings, config, folds=1, k=10, progress=True):
     """Train on each split; returns the first fit and metrics (MSE/RMSE per fold and their mean, top-N on fold 1)."""
-    from paddy.collab.evaluate import evaluate_ratings, top_n_metrics
-    from paddy.collab.train import fit_collab
-
     first, scores, topn = None, [], None
     for train, valid in train_splits(ratings, config, folds):
         result = fit_collab(train, valid, config, ratings.titles, progress)
@@ -101,11 +101,6 @@ def fit_and_score(ratings, config, folds=1, k=10, progress=True):
 def run_collab(config, data="ml-latest-small", out="runs/collab", folds=1, columns=(None, None, None),
                progress=True):
     """Train, evaluate and explain a collab model on `data`; write model, metrics and plots to `out`."""
-    from paddy.collab.data import crosstab, load_ratings
-    from paddy.collab.fitted import save_model
-    from paddy.collab.interpret import item_biases, pca_items, plot_pca, similar_items
-    from paddy.collab.train import resolve_y_range
-
     start = time.perf_counter()
     check_out(out)
     ratings = load_ratings(data, *columns)

@@ -19,15 +19,34 @@ import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 
+import fastai.callback.progress  # noqa: F401 -- registers the progress bar and epoch table
+import fastai.callback.schedule  # noqa: F401 -- adds Learner.fit_one_cycle
 import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from fastai.callback.core import Callback
+from fastai.collab import TabularCollab, collab_learner
+from fastai.data.block import TransformBlock
+from fastai.data.core import DataLoaders
+from fastai.learner import CastToTensor
+from fastai.optimizer import Adam
+from fastai.tabular.core import Categorify
 
-from paddy import runtime
-from paddy.collab.models import KINDS
-from paddy.errors import ConfigError
+from paddy.core import runtime
+from paddy.collab.fitted import CollabModel
+from paddy.collab.loop import FusedAdam, LeanLearner
+from paddy.collab.models import KINDS, build_model, fill_unknown
+from paddy.core.errors import ConfigError
 
 WD_MODES = ("decoupled", "l2")
 OPTS = ("fused", "fastai")
+# The two modes want very different values (latest-small, 5 epochs, bias model, valid MSE with l2: wd 0.1 1.928,
+# 1e-2 1.309, 1e-3 0.865, 1e-4 0.717, 1e-5 0.748; decoupled at 0.1: 0.714): the book's sum over all weights,
+# added to Adam's gradient, wants a far smaller wd than the decoupled decay.
+DEFAULT_WD = {"decoupled": 0.1, "l2": 1e-4}
 
 
 @dataclass(frozen=True)
@@ -38,7 +57,7 @@ class CollabConfig:
     factors: int = 50
     epochs: int = 5
     lr: float = 5e-3
-    wd: float = 0.1
+    wd: float | None = None  # None: the wd_mode's default (DEFAULT_WD)
     wd_mode: str = "decoupled"
     bs: int = 64
     seed: int = 42
@@ -50,15 +69,22 @@ class CollabConfig:
     device: str = "cpu"
     opt: str = "fused"  # "fused": FusedAdam (torch's fused kernel as a fastai Optimizer); "fastai": fastai's Adam
     extra: dict = field(default_factory=dict)
+    # Which fields were left to their defaults: `replace` re-derives them (a new wd_mode gets its own wd).
+    defaulted: frozenset = field(init=False, default=frozenset(), repr=False, compare=False)
 
     def __post_init__(self):
+        if self.wd_mode not in WD_MODES:
+            raise ConfigError(f"wd_mode {self.wd_mode!r} is not one of {WD_MODES}")
+        defaulted = frozenset(name for name in ("wd",) if getattr(self, name) is None)
+        object.__setattr__(self, "defaulted", defaulted)
+        if "wd" in defaulted:
+            object.__setattr__(self, "wd", DEFAULT_WD[self.wd_mode])
         checks = [(self.kind in KINDS, f"model {self.kind!r} is not one of {', '.join(KINDS)}"),
                   (self.factors > 0, f"factors must be positive, got {self.factors}"),
                   (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
                   (0 < self.lr < math.inf, f"lr must be positive and finite, got {self.lr}"),
                   (0 <= self.wd < math.inf, f"wd must be >= 0 and finite, got {self.wd}"),
                   (self.opt in OPTS, f"opt {self.opt!r} is not one of {OPTS}"),
-                  (self.wd_mode in WD_MODES, f"wd_mode {self.wd_mode!r} is not one of {WD_MODES}"),
                   (self.bs > 0, f"bs must be positive, got {self.bs}"),
                   (self.threads > 0, f"threads must be positive, got {self.threads}"),
                   (0 < self.valid_pct < 1, f"valid_pct must be between 0 and 1, got {self.valid_pct}"),
@@ -70,12 +96,14 @@ class CollabConfig:
             raise ConfigError(f"y_range must be LOW,HIGH with LOW < HIGH, got {self.y_range}")
 
     def replace(self, **changes):
-        """A copy with `changes` (checked again)."""
-        return replace(self, **changes)
+        """A copy with `changes` (checked again); fields left to their defaults are derived anew."""
+        return replace(self, **{**dict.fromkeys(self.defaulted), **changes})
 
     def to_dict(self):
-        """Plain JSON-able dict."""
-        return asdict(self)
+        """Plain JSON-able dict of the resolved values."""
+        values = asdict(self)
+        values.pop("defaulted")
+        return values
 
 
 def default_y_range(low, high):
@@ -108,16 +136,12 @@ class TensorLoader:
         self.device = device
         self.generator = None
         if shuffle:
-            import torch
-
             self.generator = torch.Generator().manual_seed(0 if seed is None else seed)
 
     def __len__(self):
         return (len(self.x) + self.bs - 1) // self.bs
 
     def __iter__(self):
-        import torch
-
         n = len(self.x)
         order = torch.randperm(n, generator=self.generator).to(self.device) if self.shuffle else None
         for start in range(0, n, self.bs):
@@ -144,47 +168,44 @@ def build_vocab(values):
 
 def encode(values, vocab):
     """Ids to int64 indices into `vocab` + 1; ids not in `vocab` become 0 (unknown)."""
-    import pandas as pd
-
     return pd.Categorical(values, categories=vocab).codes.astype(np.int64) + 1
 
 
 def encode_frame(frame, users, items):
     """(x, y) tensors of a ratings frame: x is (n, 2) user and item indices, y the float ratings."""
-    import torch
-
     x = np.stack([encode(frame["user"], users), encode(frame["item"], items)], axis=1)
     return torch.from_numpy(x), torch.from_numpy(frame["rating"].to_numpy(dtype=np.float32, copy=True))
 
 
-def epoch_timer():
+class EpochTimer(Callback):
     """A fastai callback recording wall and process-CPU seconds per epoch (train and validation).
 
     CPU seconds are the steadier figure when other jobs share the machine: waiting for a core costs wall time only.
     """
-    from fastai.callback.core import Callback
 
-    class EpochTimer(Callback):
-        order = 0
-        events = ("before_fit", "before_epoch", "after_epoch")
+    order = 0
+    events = ("before_fit", "before_epoch", "after_epoch")
 
-        def __call__(self, event_name):
-            # fastai's Learner offers every event of every batch to every callback, and Callback.__call__ looks up
-            # `training` through the Learner each time; this timer needs three per-epoch events only, so it skips
-            # that lookup (about 10% of a batch of fastai's own collab_learner, which the benchmark times).
-            if event_name in self.events:
-                getattr(self, event_name)()
+    def __call__(self, event_name):
+        # fastai's Learner offers every event of every batch to every callback, and Callback.__call__ looks up
+        # `training` through the Learner each time; this timer needs three per-epoch events only, so it skips
+        # that lookup (about 10% of a batch of fastai's own collab_learner, which the benchmark times).
+        if event_name in self.events:
+            getattr(self, event_name)()
 
-        def before_fit(self):
-            self.seconds, self.cpu_seconds = [], []
+    def before_fit(self):
+        self.seconds, self.cpu_seconds = [], []
 
-        def before_epoch(self):
-            self.start, self.cpu_start = time.perf_counter(), time.process_time()
+    def before_epoch(self):
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
-        def after_epoch(self):
-            self.seconds.append(time.perf_counter() - self.start)
-            self.cpu_seconds.append(time.process_time() - self.cpu_start)
+    def after_epoch(self):
+        self.seconds.append(time.perf_counter() - self.start)
+        self.cpu_seconds.append(time.process_time() - self.cpu_start)
 
+
+def epoch_timer():
+    """A fresh EpochTimer."""
     return EpochTimer()
 
 
@@ -194,12 +215,6 @@ def optimizer(config):
     fastai's Adam runs about twenty tensor passes per parameter per step in Python; the fused kernel makes one,
     which on a 9,742 x 50 item table is most of an epoch (measured: 29 ms vs 2.3 ms a step under load).
     """
-    from functools import partial
-
-    from fastai.optimizer import Adam
-
-    from paddy.collab.loop import FusedAdam
-
     decoupled = config.wd_mode == "decoupled"
     return partial(Adam if config.opt == "fastai" else FusedAdam, decouple_wd=decoupled)
 
@@ -230,14 +245,6 @@ def _history(learn, timer):
 
 def _learner(model, train, valid, config):
     """A fastai Learner over tensor batches, with plain MSE loss."""
-    import fastai.callback.progress  # noqa: F401 -- registers the progress bar and epoch table
-    import fastai.callback.schedule  # noqa: F401 -- adds Learner.fit_one_cycle
-    import torch.nn.functional as F
-    from fastai.data.core import DataLoaders
-    from fastai.learner import CastToTensor
-
-    from paddy.collab.loop import LeanLearner
-
     train_dl = TensorLoader(*train, bs=config.bs, shuffle=True, seed=config.seed, device=config.device)
     valid_dl = TensorLoader(*valid, bs=max(config.bs, 1024), device=config.device)
     learn = LeanLearner(DataLoaders(train_dl, valid_dl, device=config.device), model, loss_func=F.mse_loss,
@@ -260,22 +267,16 @@ class Prepared:
 
 def prepare(train, valid, config):
     """Encode both frames on the training vocabularies and build the seeded model `config.kind`."""
-    from paddy.collab.models import build_model
-    from paddy.runtime import seed_everything
-
     y_range = resolve_y_range(config, (float(train["rating"].min()), float(train["rating"].max())))
     users, items = build_vocab(train["user"]), build_vocab(train["item"])
     train_xy, valid_xy = encode_frame(train, users, items), encode_frame(valid, users, items)
-    seed_everything(config.seed)
+    runtime.seed_everything(config.seed)
     model = build_model(config.kind, len(users) + 1, len(items) + 1, config.factors, y_range, config.layers)
     return Prepared(model, train_xy, valid_xy, users, items, y_range)
 
 
 def fitted_model(model, kind, users, items, n_factors, y_range, layers, titles, seen):
     """The trained `model` as a CollabModel: unknown rows filled, its shape, titles in item order, seen pairs."""
-    from paddy.collab.fitted import CollabModel
-    from paddy.collab.models import fill_unknown
-
     fill_unknown(model.cpu().eval())
     shape = {"n_users": len(users) + 1, "n_items": len(items) + 1, "n_factors": n_factors,
              "y_range": list(y_range) if y_range else None, "layers": list(layers)}
@@ -300,8 +301,6 @@ def fit_collab(train, valid, config, titles=None, progress=True):
 
 def check_finite(model, config):
     """A ConfigError when training left a NaN or infinite weight (too high an lr or wd): nothing to explain or save."""
-    import torch
-
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         raise ConfigError(f"training diverged: weights are NaN or infinite after lr {config.lr:g}, wd {config.wd:g}; "
                           "lower --lr or --wd")
@@ -319,17 +318,8 @@ def _quiet(learn, progress):
 
 def fit_fastai(train, valid, config, titles=None, progress=True):
     """fastai's own `collab_learner` on the same split (for parity), converted to the kit's DotProductBias."""
-    import fastai.callback.progress  # noqa: F401 -- registers the progress bar and epoch table
-    import fastai.callback.schedule  # noqa: F401 -- adds Learner.fit_one_cycle
-    import pandas as pd
-    from fastai.collab import TabularCollab, collab_learner
-    from fastai.data.block import TransformBlock
-    from fastai.tabular.core import Categorify
-
-    from paddy.runtime import seed_everything
-
     y_range = resolve_y_range(config, (float(train["rating"].min()), float(train["rating"].max())))
-    seed_everything(config.seed)
+    runtime.seed_everything(config.seed)
     frame = pd.concat([train, valid], ignore_index=True)
     splits = (list(range(len(train))), list(range(len(train), len(frame))))
     tab = TabularCollab(frame, [Categorify], ["user", "item"], y_names=["rating"], y_block=TransformBlock(),
@@ -349,8 +339,6 @@ def from_fastai(source, classes, train, y_range, titles=None):
     fastai's Categorify also gives ids seen only in validation a row, which training never moves (it only decays);
     here they are unknown (index 0, the mean row), so they count as cold and are never recommended.
     """
-    from paddy.collab.models import build_model
-
     users, items = build_vocab(train["user"]), build_vocab(train["item"])
     rows = {"user": [classes["user"].o2i[u] for u in users], "item": [classes["item"].o2i[i] for i in items]}
     n_factors = source.u_weight.weight.shape[1]

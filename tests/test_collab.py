@@ -104,7 +104,7 @@ def planted(n_users=60, n_items=40, rank=3, noise=0.1, seed=0):
 def planted_fit():
     frame = planted()
     train, valid = frame.iloc[:1920].reset_index(drop=True), frame.iloc[1920:].reset_index(drop=True)
-    config = CollabConfig(kind="bias", factors=3, epochs=10, lr=0.1, wd=1e-4, y_range=(), seed=0)
+    config = CollabConfig(kind="bias", factors=3, epochs=10, lr=0.1, wd=1e-4, bs=64, y_range=(), seed=0)
     return fit_collab(train, valid, config, progress=False), train, valid
 
 
@@ -238,11 +238,22 @@ def test_close_matches_ignore_the_year_and_movielens_trailing_article():
 
 
 
-def test_library_config_picks_its_weight_decay_per_mode():
-    assert CollabConfig().wd == 0.1 and CollabConfig(wd_mode="l2").wd == 1e-4
-    assert CollabConfig(wd_mode="l2").replace(wd_mode="decoupled").wd == 0.1  # a defaulted wd follows the mode
-    assert CollabConfig(wd=0.5).replace(wd_mode="l2").wd == 0.5  # a given one is kept
+def test_library_config_picks_its_weight_decay_per_mode_and_recipe():
+    assert CollabConfig(recipe="book").wd == 0.1 and CollabConfig(wd_mode="l2").wd == 1e-4
+    assert CollabConfig(recipe="book", wd_mode="l2").wd == 1e-4
+    book = CollabConfig(recipe="book", wd_mode="l2").replace(wd_mode="decoupled")
+    assert book.wd == 0.1  # a defaulted wd follows the mode
+    assert CollabConfig(wd=0.3).replace(wd_mode="l2").wd == 0.3  # a given one is kept
     assert CollabConfig(wd_mode="l2").to_dict()["wd"] == 1e-4 and "defaulted" not in CollabConfig().to_dict()
+    assert (book.bs, book.lr, book.epochs, book.factors) == (64, 5e-3, 5, 50)  # fit_one_cycle(5, 5e-3, wd=0.1)
+    fast = CollabConfig()
+    assert fast.bs > 64 and fast.replace(kind="autorec").factors == 500  # each kind its own fast recipe
+    with pytest.raises(ConfigError, match="the book's recipe has no autorec"):
+        CollabConfig(kind="autorec", recipe="book")
+    with pytest.raises(ConfigError, match="drop lr"):
+        CollabConfig(kind="blend", lr=0.1)
+    with pytest.raises(ConfigError, match="not among"):
+        CollabConfig(kind="blend", members=("autorec", "fastai"))
 
 
 def test_collab_library_modules_import_at_the_top_and_the_cli_module_stays_light():

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from paddy.cli import main
+from paddy.cli.main import main
 from paddy.collab.data import load_ml100k, load_ml_latest_small, load_ratings, split_frames
 
 
@@ -85,7 +85,7 @@ def test_train_then_recommend_and_similar_from_the_saved_folder(tmp_path, capsys
     assert code == 0 and "fold-in of 2" in text and "[1]" not in text and "[2]" not in text
     code, _, err = run(capsys, "collab", "recommend", "--model", str(out), "--user", "new", "--rated", "1=99")
     assert code == 2 and "training data's scale" in err and len(err.strip().splitlines()) == 1
-    code, text, _ = run(capsys, "collab", "similar", "--model", str(out), "--item", "7", "-n", "3")
+    code, text, _ = run(capsys, "collab", "similar", "--model", str(out), "--item", "7", "-n", "3", "--min-count", "1")
     assert code == 0 and "most similar to 7" in text and len(text.strip().splitlines()) == 4
     code, _, err = run(capsys, "collab", "similar", "--model", str(out), "--item", "77777")
     assert code == 2 and "no item titled '77777'" in err and len(err.strip().splitlines()) == 1
@@ -156,7 +156,7 @@ def test_similar_never_lists_the_item_itself_when_n_exceeds_the_catalogue(tmp_pa
     out = tmp_path / "out"
     assert run(capsys, "collab", "--data", str(write_ratings(tmp_path / "r.csv", 12, 6)), "--epochs", "1", "--out",
                str(out), "--quiet")[0] == 0
-    code, text, err = run(capsys, "collab", "similar", "--model", str(out), "--item", "3", "-n", "50")
+    code, text, err = run(capsys, "collab", "similar", "--model", str(out), "--item", "3", "-n", "50", "--min-count", "1")
     assert code == 0, err
     listed = [line.split()[-1] for line in text.strip().splitlines()[1:]]
     assert "3" not in listed and "inf" not in text and len(listed) == 5
@@ -224,7 +224,7 @@ def test_outside_a_terminal_the_log_gets_the_epoch_table_but_no_progress_bars(tm
     assert fastprogress.NO_BAR is False  # restored for whoever runs next in this process
 
 
-@pytest.mark.parametrize(("flags", "wd"), [([], 0.1), (["--wd-mode", "l2"], 1e-4),
+@pytest.mark.parametrize(("flags", "wd"), [(["--recipe", "book"], 0.1), ([], 0.5), (["--wd-mode", "l2"], 1e-4),
                                            (["--wd-mode", "l2", "--wd", "0.5"], 0.5)])
 def test_default_weight_decay_suits_the_mode(tmp_path, capsys, flags, wd):
     out = tmp_path / "out"

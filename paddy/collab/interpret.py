@@ -6,9 +6,12 @@ import re
 import numpy as np
 from matplotlib.figure import Figure
 
+from paddy.collab.evaluate import predict_index
+from paddy.collab.models import item_vectors, table
 from paddy.core import atomic
-from paddy.collab.models import table
 from paddy.core.errors import DataError
+
+MIN_COUNT = 20  # training ratings an item needs to be listed as similar
 
 
 def item_biases(fitted, n=5):
@@ -24,13 +27,31 @@ def item_biases(fitted, n=5):
 
 
 def item_factors(fitted):
-    """The item factor table without the unknown row, as a NumPy array (n_items, n_factors)."""
-    return table(fitted.model, "item_factors").detach().numpy()[1:]
+    """The item vectors without the unknown row (n_items, n_factors), or None for a model without them."""
+    vectors = item_vectors(fitted.model)
+    return None if vectors is None else vectors.numpy()[1:]
+
+
+def predicted_ratings(fitted, items):
+    """Predicted ratings of `items` (indices) by every training user: (len(items), n_users)."""
+    users = np.arange(1, len(fitted.users) + 1)
+    grid_items, grid_users = np.repeat(items, len(users)), np.tile(users, len(items))
+    return predict_index(fitted.model, grid_users, grid_items).reshape(len(items), len(users))
+
+
+def similarity_measure(fitted):
+    """What `similar_items` ranks by for this model, in words."""
+    if item_vectors(fitted.model) is not None:
+        return "cosine of item codes" if fitted.kind == "autorec" else "cosine of item factors"
+    why = "CollabNN's embeddings are not a space cosine reads" if fitted.kind == "nn" else "a blend has no item vectors"
+    return f"correlation of predicted ratings over the training users ({why})"
 
 
 def pca_items(fitted, n=50):
     """2-D PCA coordinates of the `n` most-rated items' factors (PCA fitted on all items), with their titles."""
     factors = item_factors(fitted)
+    if factors is None:  # nn, blend: each item's predicted ratings over the users play its vector
+        factors = predicted_ratings(fitted, np.arange(1, len(fitted.items) + 1))
     centred = factors - factors.mean(0)
     _, _, components = np.linalg.svd(centred, full_matrices=False)
     top = np.argsort(-fitted.item_counts()[1:], kind="stable")[:n]
@@ -86,18 +107,26 @@ def find_item(fitted, text):
     raise DataError(f"no item titled {text!r}; {hint}")
 
 
-def similar_items(fitted, index, n=10, min_count=20):
-    """The `n` items closest to item `index` by cosine similarity of factors: (title, similarity) pairs.
+def similar_items(fitted, index: int, n: int = 10, min_count: int = MIN_COUNT) -> list:
+    """The `n` items closest to item `index`: (title, similarity) pairs, by `similarity_measure(fitted)`.
 
-    Only items with at least `min_count` training ratings are candidates (all items when too few are): a rarely
-    rated item's factors are mostly initial noise pulled by a handful of users, and would crowd the list.
+    Only items with at least `min_count` training ratings are candidates: a rarely rated item's vector is mostly
+    initial noise pulled by a handful of users, and would crowd the list. When no other item has that many, that is
+    a DataError saying the highest count (the filter is never dropped silently).
     """
+    counts = fitted.item_counts()[1:]
+    candidates = np.flatnonzero(counts >= min_count)
+    candidates = candidates[candidates != index - 1]
+    if len(candidates) == 0:
+        most = int(np.delete(counts, index - 1).max()) if len(counts) > 1 else 0
+        raise DataError(f"no other item has at least {min_count} training ratings (the most rated has {most}); "
+                        "lower --min-count")
     factors = item_factors(fitted)
-    norms = np.linalg.norm(factors, axis=1) + 1e-12
-    sims = factors @ factors[index - 1] / (norms * norms[index - 1])
-    sims[index - 1] = -np.inf
-    rare = fitted.item_counts()[1:] < min_count
-    if (~rare).sum() > n:
-        sims[rare] = -np.inf
+    if factors is None:
+        rows = predicted_ratings(fitted, np.concatenate([[index], candidates + 1]))
+        target, others = rows[0] - rows[0].mean(), rows[1:] - rows[1:].mean(1, keepdims=True)
+    else:
+        target, others = factors[index - 1], factors[candidates]
+    sims = others @ target / ((np.linalg.norm(others, axis=1) + 1e-12) * (np.linalg.norm(target) + 1e-12))
     order = np.argsort(-sims, kind="stable")[:n]
-    return [(fitted.titles[i], float(sims[i])) for i in order if np.isfinite(sims[i])]  # never the item itself
+    return [(fitted.titles[candidates[i]], float(sims[i])) for i in order]

@@ -1,35 +1,44 @@
-"""Recommendations: the top-N unseen items for a user, with cold start and fold-in of a new user's ratings.
+"""Recommendations: the top-N unseen items for a user, with cold start and fold-in of new ratings.
 
 Cold start: a user (or item) the model never saw is index 0, whose factors and bias are the mean of the trained
 ones (`models.fill_unknown`), so an unknown user gets the items a typical user would rate highest.
-Fold-in: given a few ratings of a new user, only that user's vector and bias are fitted (Adam on their squared
-error plus a little weight decay towards nothing), every item stays fixed; the rest of the model is untouched.
+Fold-in: given ratings, only that user's row is refitted (their vector and bias: the decoder row for AutoRec, p_u for
+SVD++, each member's for a blend) on their known training ratings plus the new ones, every item fixed; a new user
+starts from the mean row with the new ratings alone. SVD++ also takes the new items into the user's implicit
+feedback, AutoRec a known user's new ratings into the items' input columns.
 """
 
 import copy
 
 import numpy as np
 import torch
+from torch import nn
 from torch.func import functional_call
 
 from paddy.collab.evaluate import predict_index
+from paddy.collab.fitted import CollabModel
 from paddy.collab.interpret import find_item
-from paddy.collab.models import table
+from paddy.collab.models import SVDpp, members, table
 from paddy.core.errors import DataError
 
 
-def fold_in(fitted, item_indices, ratings, steps=200, lr=0.05, wd=0.01):
-    """A copy of the model whose unknown-user row (index 0) is fitted to one new user's (item, rating) pairs."""
-    model = copy.deepcopy(fitted.model).eval().requires_grad_(False)
+def replace_row(weight, row, values):
+    """`weight` with row `row` replaced by `values`, differentiable in `values`."""
+    return torch.cat([weight[:row], values[None], weight[row + 1:]])
+
+
+def fit_user_row(model, user, item_indices, ratings, steps=200, lr=0.05, wd=0.01):
+    """Fit row `user` of `model`'s user tables (in place) to (item, rating) pairs, every other weight fixed."""
+    if hasattr(model, "observe_user"):
+        model.observe_user(user, item_indices, ratings)
     keys = {id(p): key for key, p in model.named_parameters()}
     weights = {keys[id(w)]: w for w in (table(model, "user_factors"), table(model, "user_bias")) if w is not None}
-    params = {key: torch.nn.Parameter(w[0].clone()) for key, w in weights.items()}
-    x = torch.tensor([[0, int(i)] for i in item_indices], dtype=torch.int64)
-    y = torch.tensor(ratings, dtype=torch.float32)
+    params = {key: nn.Parameter(w[user].clone()) for key, w in weights.items()}
+    x = torch.tensor([[user, int(i)] for i in item_indices], dtype=torch.int64)
+    y = torch.tensor(np.asarray(ratings, dtype=np.float32))
     opt = torch.optim.Adam(params.values(), lr=lr)
     for _ in range(steps):
-        # Row 0 replaced by the trainable vector; every other row (and every item) stays fixed.
-        tables = {key: torch.cat([params[key][None], w[1:]]) for key, w in weights.items()}
+        tables = {key: replace_row(w, user, params[key]) for key, w in weights.items()}
         loss = ((functional_call(model, tables, (x,)) - y) ** 2).mean()
         loss = loss + wd * sum((p ** 2).sum() for p in params.values())
         opt.zero_grad()
@@ -37,13 +46,29 @@ def fold_in(fitted, item_indices, ratings, steps=200, lr=0.05, wd=0.01):
         opt.step()
     with torch.no_grad():
         for key, w in weights.items():
-            w[0] = params[key]
+            w[user] = params[key]
+
+
+def fold_in(fitted: CollabModel, item_indices, ratings, user_index: int = 0, steps: int = 200, lr: float = 0.05,
+            wd: float = 0.01) -> nn.Module:
+    """A copy of the model whose row `user_index` (0: a new user) is fitted to that user's (item, rating) pairs."""
+    model = copy.deepcopy(fitted.model).eval().requires_grad_(False)
+    for member in members(model):
+        fit_user_row(member, user_index, item_indices, ratings, steps, lr, wd)
     return model
 
 
+def match_note(fitted, text, index):
+    """How a typed title was read, when it was not the item's exact title or id ('' otherwise)."""
+    typed = str(text).strip().lower()
+    if typed in (fitted.title(index).lower(), str(fitted.items[index - 1]).lower()):
+        return ""
+    return f"{str(text).strip()!r} taken as {fitted.title(index)}"
+
+
 def parse_rated(fitted, rated):
-    """Item indices and ratings from "TITLE_OR_ID=RATING" strings; unknown titles raise DataError."""
-    items, values = [], []
+    """Item indices, ratings and notes on partial titles from "TITLE_OR_ID=RATING" strings; bad ones: DataError."""
+    items, values, notes = [], [], []
     for text in rated:
         title, sep, value = str(text).rpartition("=")
         try:
@@ -58,20 +83,39 @@ def parse_rated(fitted, rated):
                             "only; give a rating on the training data's scale")
         items.append(find_item(fitted, title))
         values.append(rating)
-    return items, values
+        notes.append(match_note(fitted, title, items[-1]))
+    return items, values, [note for note in notes if note]
 
 
-def recommend(fitted, user, n=10, rated=()):
+def merged_ratings(known, new):
+    """(items, ratings) of `known` pairs updated by `new` ones (a new rating of a known item replaces it)."""
+    merged = dict(zip(map(int, known[0]), map(float, known[1]), strict=True))
+    merged.update(zip(map(int, new[0]), map(float, new[1]), strict=True))
+    return list(merged), list(merged.values())
+
+
+def needs_history(fitted):
+    """Whether the model describes a user by the items they rated (SVD++, alone or in a blend)."""
+    return any(isinstance(member, SVDpp) for member in members(fitted.model))
+
+
+def recommend(fitted: CollabModel, user: str, n: int = 10, rated=()) -> tuple:
     """Top-`n` items `user` has not rated: (item id, title, predicted rating) rows, and how the user was known."""
     index = fitted.user_index(user)
     model, seen, how = fitted.model, set(fitted.seen_by(index).tolist()), "known user"
-    if index == 0:
+    if index == 0 and not rated:
+        if needs_history(fitted):
+            raise DataError(f"user {user!r} is not in the model, and SVD++ describes a user by the items they rated; "
+                            "give their ratings with --rated TITLE=RATING (or use a model without svdpp)")
         how = "unknown user: mean embedding and bias (cold start)"
     if rated:
-        items, values = parse_rated(fitted, rated)
-        # A new profile replaces what the model knew: fit only this user's vector and bias on the given ratings.
-        model, index, seen = fold_in(fitted, items, values), 0, set(items)
-        how = f"fold-in of {len(items)} rating(s): only this user's vector and bias fitted"
+        items, values, notes = parse_rated(fitted, rated)
+        known = fitted.rated_by(index) if index else ([], [])
+        all_items, all_values = merged_ratings(known, (items, values))
+        model, seen = fold_in(fitted, all_items, all_values, index), seen | set(items)
+        base = f"on top of {len(known[0])} known" if index else "for a new user"
+        how = (f"fold-in of {len(items)} rating(s) {base}: only this user's vector and bias refitted"
+               + "".join(f"; {note}" for note in notes))
     n_items = len(fitted.items) + 1
     scores = predict_index(model, np.full(n_items, index), np.arange(n_items))
     scores[0] = -np.inf

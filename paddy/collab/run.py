@@ -14,12 +14,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from paddy.core import atomic
+import numpy as np
+
 from paddy.collab.data import crosstab, kfold_splits, load_ratings, split_frames
 from paddy.collab.evaluate import evaluate_ratings, top_n_metrics
 from paddy.collab.fitted import save_model
-from paddy.collab.interpret import item_biases, pca_items, plot_pca, similar_items
+from paddy.collab.interpret import MIN_COUNT, item_biases, pca_items, plot_pca, similar_items, similarity_measure
 from paddy.collab.train import fit_collab, resolve_y_range
+from paddy.core import atomic
 from paddy.core.errors import ConfigError, DataError
 
 METRICS_FILE = "metrics.json"
@@ -33,7 +35,7 @@ class CollabReport:
 
     metrics: dict
     biases: tuple | None
-    similar: tuple  # (title, [(title, cosine), ...])
+    similar: tuple  # (title, [(title, similarity), ...], what the similarity is)
     out: Path
     history: list
 
@@ -80,9 +82,11 @@ def train_splits(ratings, config, folds=1):
 
 def fit_and_score(ratings, config, folds=1, k=10, progress=True):
     """Train on each split; returns the first fit and metrics (MSE/RMSE per fold and their mean, top-N on fold 1)."""
-    first, scores, topn = None, [], None
+    first, scores, topn, seconds_fit = None, [], None, []
     for train, valid in train_splits(ratings, config, folds):
+        started = time.perf_counter()
         result = fit_collab(train, valid, config, ratings.titles, progress)
+        seconds_fit.append(time.perf_counter() - started)
         scores.append(evaluate_ratings(result.fitted, valid))
         if first is None:
             first, topn = result, top_n_metrics(result.fitted, valid, k=k)
@@ -93,6 +97,7 @@ def fit_and_score(ratings, config, folds=1, k=10, progress=True):
     seconds = [row["seconds"] for row in first.history]
     metrics = {"valid_mse": mean_mse, "valid_rmse": mean_mse ** 0.5,
                "seconds_per_epoch": sum(seconds) / len(seconds), "threads": first.threads,
+               "seconds_fit": round(sum(seconds_fit) / len(seconds_fit), 2), "blend": first.info or None,
                "folds": [{"fold": i, **s} for i, s in enumerate(scores)] if folds > 1 else None,
                "valid": valid, "top_n": topn, "history": first.history}
     return first, metrics
@@ -110,8 +115,12 @@ def run_collab(config, data="ml-latest-small", out="runs/collab", folds=1, colum
     config = config.replace(y_range=tuple(y_range) if y_range else ())
     result, metrics = fit_and_score(ratings, config, folds, progress=progress)
     fitted = result.fitted
-    most_rated = int(fitted.item_counts()[1:].argmax()) + 1
-    similar = (fitted.title(most_rated), similar_items(fitted, most_rated, n=10))
+    counts = fitted.item_counts()[1:]
+    most_rated = int(counts.argmax()) + 1
+    # On small data few items reach the default count; the report lists the best-rated ones it has instead.
+    min_count = min(MIN_COUNT, int(np.sort(counts)[-min(11, len(counts))]))
+    similar = (fitted.title(most_rated), similar_items(fitted, most_rated, n=10, min_count=max(min_count, 1))
+               if len(counts) > 1 else [], similarity_measure(fitted))
     metrics.update({"config": config.to_dict(), "data": ratings.source, "n_ratings": len(ratings.frame),
                     "split": f"{folds}-fold" if folds > 1 else config.split, "kind": config.kind})
     with publish_dir(out) as tmp:

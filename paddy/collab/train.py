@@ -16,9 +16,8 @@ for the fit and restores the previous count afterwards.
 """
 
 import contextlib
-import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from functools import partial
 
 import fastai.callback.progress  # noqa: F401 -- registers the progress bar and epoch table
@@ -35,76 +34,15 @@ from fastai.learner import CastToTensor
 from fastai.optimizer import Adam
 from fastai.tabular.core import Categorify
 
-from paddy.core import runtime
-from paddy.collab.fitted import CollabModel
+from paddy.collab.blend import fit_blend
+from paddy.collab.config import CollabConfig
+from paddy.collab.fitted import CollabModel, FitResult
 from paddy.collab.loop import FusedAdam, LeanLearner
-from paddy.collab.models import KINDS, build_model, fill_unknown
-from paddy.core.errors import ConfigError
+from paddy.collab.models import build_model, fill_unknown
+from paddy.core import runtime
+from paddy.core.errors import ConfigError, DataError
 
-WD_MODES = ("decoupled", "l2")
-OPTS = ("fused", "fastai")
-# The two modes want very different values (latest-small, 5 epochs, bias model, valid MSE with l2: wd 0.1 1.928,
-# 1e-2 1.309, 1e-3 0.865, 1e-4 0.717, 1e-5 0.748; decoupled at 0.1: 0.714): the book's sum over all weights,
-# added to Adam's gradient, wants a far smaller wd than the decoupled decay.
-DEFAULT_WD = {"decoupled": 0.1, "l2": 1e-4}
-
-
-@dataclass(frozen=True)
-class CollabConfig:
-    """Everything that decides a collaborative-filtering fit; checks itself."""
-
-    kind: str = "bias"
-    factors: int = 50
-    epochs: int = 5
-    lr: float = 5e-3
-    wd: float | None = None  # None: the wd_mode's default (DEFAULT_WD)
-    wd_mode: str = "decoupled"
-    bs: int = 64
-    seed: int = 42
-    y_range: tuple | None = None  # None: (0, 5.5) scaled to the data's rating range; () for no squashing
-    layers: tuple = (100,)
-    threads: int = 1
-    valid_pct: float = 0.2
-    split: str = "random"
-    device: str = "cpu"
-    opt: str = "fused"  # "fused": FusedAdam (torch's fused kernel as a fastai Optimizer); "fastai": fastai's Adam
-    extra: dict = field(default_factory=dict)
-    # Which fields were left to their defaults: `replace` re-derives them (a new wd_mode gets its own wd).
-    defaulted: frozenset = field(init=False, default=frozenset(), repr=False, compare=False)
-
-    def __post_init__(self):
-        if self.wd_mode not in WD_MODES:
-            raise ConfigError(f"wd_mode {self.wd_mode!r} is not one of {WD_MODES}")
-        defaulted = frozenset(name for name in ("wd",) if getattr(self, name) is None)
-        object.__setattr__(self, "defaulted", defaulted)
-        if "wd" in defaulted:
-            object.__setattr__(self, "wd", DEFAULT_WD[self.wd_mode])
-        checks = [(self.kind in KINDS, f"model {self.kind!r} is not one of {', '.join(KINDS)}"),
-                  (self.factors > 0, f"factors must be positive, got {self.factors}"),
-                  (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
-                  (0 < self.lr < math.inf, f"lr must be positive and finite, got {self.lr}"),
-                  (0 <= self.wd < math.inf, f"wd must be >= 0 and finite, got {self.wd}"),
-                  (self.opt in OPTS, f"opt {self.opt!r} is not one of {OPTS}"),
-                  (self.bs > 0, f"bs must be positive, got {self.bs}"),
-                  (self.threads > 0, f"threads must be positive, got {self.threads}"),
-                  (0 < self.valid_pct < 1, f"valid_pct must be between 0 and 1, got {self.valid_pct}"),
-                  (all(n > 0 for n in self.layers), f"layers must be positive sizes, got {self.layers}")]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-        if self.y_range and not (len(self.y_range) == 2 and -math.inf < self.y_range[0] < self.y_range[1] < math.inf):
-            raise ConfigError(f"y_range must be LOW,HIGH with LOW < HIGH, got {self.y_range}")
-
-    def replace(self, **changes):
-        """A copy with `changes` (checked again); fields left to their defaults are derived anew."""
-        return replace(self, **{**dict.fromkeys(self.defaulted), **changes})
-
-    def to_dict(self):
-        """Plain JSON-able dict of the resolved values."""
-        values = asdict(self)
-        values.pop("defaulted")
-        return values
-
+AUTOREC_MIN_RATINGS = 2.0  # mean training ratings per item below which AutoRec's item columns are mostly empty
 
 def default_y_range(low, high):
     """The book's (0, 5.5) for 1..5 stars, mapped linearly onto the data's [low, high] rating range."""
@@ -153,12 +91,43 @@ class TensorLoader:
 
     def new(self, shuffle=False, **kwargs):
         """An unshuffled copy (fastai's get_preds asks for one)."""
-        return TensorLoader(self.x, self.y, self.bs, shuffle, self.seed, self.device)
+        return type(self)(self.x, self.y, self.bs, shuffle, self.seed, self.device)
 
     def to(self, device):
         """Move the tensors to `device` (fastai's DataLoaders calls this)."""
         self.x, self.y, self.device = self.x.to(device), self.y.to(device), device
         return self
+
+
+class ItemLoader(TensorLoader):
+    """Batches of about `bs` ratings that hold whole items (every training rating of each), items shuffled.
+
+    AutoRec encodes each item of a batch from its whole column of ratings: with whole items per batch every item is
+    encoded once an epoch, where random batches of ratings would encode most items again in every batch.
+    """
+
+    def __len__(self):
+        return len(self.batches(torch.arange(len(self.x))))
+
+    def batches(self, order):
+        """Split `order` (rating indices sorted by item) into runs of about `bs` ratings at item boundaries."""
+        items = self.x[order, 1]
+        starts = torch.ones(len(items), dtype=torch.bool)
+        starts[1:] = items[1:] != items[:-1]
+        first = torch.cumsum(starts, 0) - 1  # item run of each rating
+        run_start = torch.nonzero(starts)[:, 0]
+        batch_of_run = torch.div(run_start, self.bs, rounding_mode="floor")
+        cuts = torch.nonzero(torch.diff(batch_of_run[first], prepend=torch.tensor([-1]))).reshape(-1)
+        return torch.tensor_split(order, cuts[1:])
+
+    def __iter__(self):
+        if not self.shuffle:
+            yield from super().__iter__()
+            return
+        rank = torch.randperm(int(self.x[:, 1].max()) + 1, generator=self.generator)
+        order = torch.argsort(rank[self.x[:, 1]], stable=True)
+        for idx in self.batches(order):
+            yield self.x[idx], self.y[idx]
 
 
 def build_vocab(values):
@@ -224,15 +193,6 @@ def fastai_wd(config):
     return config.wd if config.wd_mode == "decoupled" else 2 * config.wd
 
 
-@dataclass
-class FitResult:
-    """A fitted model and how the fit went: per-epoch losses and seconds."""
-
-    fitted: object
-    history: list  # one dict per epoch: epoch, train_loss, valid_loss, seconds, cpu_seconds
-    threads: int
-
-
 def _history(learn, timer):
     """Per-epoch rows from fastai's Recorder and our timer."""
     rows = []
@@ -245,7 +205,8 @@ def _history(learn, timer):
 
 def _learner(model, train, valid, config):
     """A fastai Learner over tensor batches, with plain MSE loss."""
-    train_dl = TensorLoader(*train, bs=config.bs, shuffle=True, seed=config.seed, device=config.device)
+    loader = ItemLoader if config.kind == "autorec" else TensorLoader
+    train_dl = loader(*train, bs=config.bs, shuffle=True, seed=config.seed, device=config.device)
     valid_dl = TensorLoader(*valid, bs=max(config.bs, 1024), device=config.device)
     learn = LeanLearner(DataLoaders(train_dl, valid_dl, device=config.device), model, loss_func=F.mse_loss,
                     opt_func=optimizer(config))
@@ -265,29 +226,47 @@ class Prepared:
     y_range: tuple | None
 
 
+def check_autorec_input(x, n_items, min_mean=AUTOREC_MIN_RATINGS):
+    """A DataError when items average under `min_mean` training ratings: AutoRec learns items from their columns."""
+    counts = torch.bincount(x[:, 1], minlength=n_items)[1:]
+    mean = float(counts.float().mean()) if len(counts) else 0.0
+    if mean < min_mean:
+        raise DataError(f"AutoRec learns each item from its column of ratings, and the training items have {mean:.2f} "
+                        f"ratings each on average (fewer than {min_mean:g}); use --model bias or svdpp, or more data")
+
+
 def prepare(train, valid, config):
     """Encode both frames on the training vocabularies and build the seeded model `config.kind`."""
     y_range = resolve_y_range(config, (float(train["rating"].min()), float(train["rating"].max())))
     users, items = build_vocab(train["user"]), build_vocab(train["item"])
     train_xy, valid_xy = encode_frame(train, users, items), encode_frame(valid, users, items)
+    if config.kind == "autorec":
+        check_autorec_input(train_xy[0], len(items) + 1)
     runtime.seed_everything(config.seed)
-    model = build_model(config.kind, len(users) + 1, len(items) + 1, config.factors, y_range, config.layers)
+    model = build_model(config.kind, len(users) + 1, len(items) + 1, config.factors, y_range, config.layers,
+                        history=(train_xy[0].numpy(), train_xy[1].numpy()))
     return Prepared(model, train_xy, valid_xy, users, items, y_range)
 
 
-def fitted_model(model, kind, users, items, n_factors, y_range, layers, titles, seen):
-    """The trained `model` as a CollabModel: unknown rows filled, its shape, titles in item order, seen pairs."""
+def fitted_model(model, kind, users, items, n_factors, y_range, layers, titles, seen, ratings=None, **shape):
+    """The trained `model` as a CollabModel: unknown rows filled, its shape, titles in item order, seen pairs.
+
+    `shape` adds entries a blend needs to be rebuilt (members, clip).
+    """
     fill_unknown(model.cpu().eval())
     shape = {"n_users": len(users) + 1, "n_items": len(items) + 1, "n_factors": n_factors,
-             "y_range": list(y_range) if y_range else None, "layers": list(layers)}
+             "y_range": list(y_range) if y_range else None, "layers": list(layers), **shape}
     titles = titles or {}
-    return CollabModel(model, kind, shape, users, items, [titles.get(item, item) for item in items], seen)
+    return CollabModel(model, kind, shape, users, items, [titles.get(item, item) for item in items], seen, ratings)
 
 
-def fit_collab(train, valid, config, titles=None, progress=True):
+def fit_collab(train: pd.DataFrame, valid: pd.DataFrame, config: CollabConfig, titles: dict | None = None,
+               progress: bool = True) -> FitResult:
     """Train `config.kind` on the `train` frame, validate on `valid`; returns a FitResult (unknown rows filled)."""
     if config.kind == "fastai":
         return fit_fastai(train, valid, config, titles, progress)
+    if config.kind == "blend":
+        return fit_blend(train, valid, config, titles, progress, fit=fit_collab)
     start = prepare(train, valid, config)
     model, users, items, y_range = start.model, start.users, start.items, start.y_range
     learn, timer = _learner(model, start.train_xy, start.valid_xy, config), epoch_timer()
@@ -295,7 +274,7 @@ def fit_collab(train, valid, config, titles=None, progress=True):
         learn.fit_one_cycle(config.epochs, config.lr, wd=fastai_wd(config), cbs=[timer])
     check_finite(model, config)
     fitted = fitted_model(model, config.kind, users, items, config.factors, y_range, config.layers, titles,
-                          start.train_xy[0].numpy())
+                          start.train_xy[0].numpy(), start.train_xy[1].numpy())
     return FitResult(fitted, _history(learn, timer), config.threads)
 
 
@@ -346,5 +325,5 @@ def from_fastai(source, classes, train, y_range, titles=None):
     for ours, theirs, side in (("user_factors", "u_weight", "user"), ("item_factors", "i_weight", "item"),
                                ("user_bias", "u_bias", "user"), ("item_bias", "i_bias", "item")):
         getattr(model, ours).weight.data[1:] = getattr(source, theirs).weight.data[rows[side]]
-    return fitted_model(model, "bias", users, items, n_factors, y_range, (), titles,
-                        encode_frame(train, users, items)[0].numpy())
+    x, y = encode_frame(train, users, items)
+    return fitted_model(model, "bias", users, items, n_factors, y_range, (), titles, x.numpy(), y.numpy())

@@ -19,9 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from paddy import atomic, memory  # noqa: E402
-from paddy.config import TrainConfig  # noqa: E402
-from paddy.errors import PaddyError  # noqa: E402
+from paddy.core import atomic  # noqa: E402
+from paddy.core.config import TrainConfig  # noqa: E402
+from paddy.core.errors import PaddyError  # noqa: E402
+from paddy.core.plan import load_plan  # noqa: E402
+from paddy.data.sample import make_sample  # noqa: E402
+from paddy.probe.report import format_mb, markdown_table  # noqa: E402
+from paddy.probe.search import ProbeTimeout, TryResult, accum_candidates, probe_config  # noqa: E402
+from paddy.probe.worker import TryRequest, search_in_subprocess  # noqa: E402
 
 # The notebooks' process totals (24 GB card, fp16, one epoch): (arch, size, accum) -> MB.
 NOTEBOOK_MB = {
@@ -77,17 +82,15 @@ def jobs(args):
         models = _plan_models(args.plan, common)
         small = TrainConfig(arch="convnext_small", size=128, item_size=(480, 480), **common)
     # Accum 1 and 2 are always measured (the notebooks report accum 2); larger ones only until one fits.
-    out = [(f"{c.arch} {c.size[0]}x{c.size[1]}", [memory.probe_config(c, a) for a in memory.accum_candidates(c.bs)],
+    out = [(f"{c.arch} {c.size[0]}x{c.size[1]}", [probe_config(c, a) for a in accum_candidates(c.bs)],
             2, None) for c in models]
     out.append((f"{small.arch} {small.size[0]}x{small.size[1]} accum 1/2/4",
-                [memory.probe_config(small, a) for a in (1, 2, 4)], 3, args.throughput_images))
+                [probe_config(small, a) for a in (1, 2, 4)], 3, args.throughput_images))
     return out
 
 
 def _plan_models(plan, common):
     """One config per distinct (arch, size) of the plan (fallback: the issue's list when the plan is missing)."""
-    from paddy.plan import load_plan
-
     try:
         members = [(m.arch, m.size, m.item_size, m.item_method) for m in load_plan(plan).members]
     except PaddyError as error:
@@ -107,16 +110,18 @@ def run_job(data, job, device, budget_gb, timeout):
     label, configs, always, min_images = job
     start, results = time.perf_counter(), []
     try:
-        results += memory.search_in_subprocess(data, configs[:always], device, min_images=min_images, timeout=timeout)
+        first = TryRequest(data=str(data), device=device, configs=tuple(configs[:always]), min_images=min_images)
+        results += search_in_subprocess(first, timeout=timeout)
         results = [r.judged(budget_gb) for r in results]
         rest = configs[always:]
         if rest and not any(r.fits for r in results):
             left = timeout - (time.perf_counter() - start)
-            more = memory.search_in_subprocess(data, rest, device, budget_gb=budget_gb, min_images=min_images,
-                                               timeout=left)
+            request = TryRequest(data=str(data), device=device, configs=tuple(rest), min_images=min_images,
+                                 budget_gb=budget_gb)
+            more = search_in_subprocess(request, timeout=left)
             results += [r.judged(budget_gb) for r in more]
         return results
-    except memory.ProbeTimeout as error:
+    except ProbeTimeout as error:
         done = results + [r.judged(budget_gb) for r in error.results]
         return done + [_error_row(configs[min(len(done), len(configs) - 1)], str(error))]
     except Exception as error:  # noqa: BLE001 - one model's failure must not stop the others
@@ -125,7 +130,7 @@ def run_job(data, job, device, budget_gb, timeout):
 
 
 def _error_row(config, message):
-    return memory.TryResult(arch=config.arch, size=f"{config.size[0]}x{config.size[1]}", accum=config.accum,
+    return TryResult(arch=config.arch, size=f"{config.size[0]}x{config.size[1]}", accum=config.accum,
                             micro_bs=config.micro_bs, error=message)
 
 
@@ -141,11 +146,11 @@ def markdown(meta, rows):
     for r in rows:
         ref = NOTEBOOK_MB.get(notebook_key(r["arch"], r["size"], r["accum"]))
         ratio = f"{r['process_total_mb'] / ref:.2f}" if ref and r["process_total_mb"] == r["process_total_mb"] else ""
-        cells.append([r["arch"], r["size"], r["accum"], r["micro_bs"], memory.format_mb(r["peak_allocated_mb"]),
-                      memory.format_mb(r["peak_reserved_mb"]), memory.format_mb(r["process_total_mb"]), ref or "",
-                      ratio, "yes" if r["fits"] else "no", memory.format_mb(r["images_per_s"]),
+        cells.append([r["arch"], r["size"], r["accum"], r["micro_bs"], format_mb(r["peak_allocated_mb"]),
+                      format_mb(r["peak_reserved_mb"]), format_mb(r["process_total_mb"]), ref or "",
+                      ratio, "yes" if r["fits"] else "no", format_mb(r["images_per_s"]),
                       f"{r['seconds']:.1f}", r["error"][:80]])
-    return "\n".join(lines + memory.markdown_table(head, cells)) + "\n"
+    return "\n".join(lines + markdown_table(head, cells)) + "\n"
 
 
 def write_results(out, meta, rows):
@@ -168,8 +173,6 @@ def environment(device, budget_gb):
 def main(argv=None):
     """Make the data, probe every job within the time limit, write results after each; return the exit code."""
     import torch
-
-    from paddy.sample import make_sample
 
     args = parse_args(argv)
     start = time.perf_counter()

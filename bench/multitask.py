@@ -1,6 +1,6 @@
 """What does the second target buy? Disease-only vs disease+variety, same arch, epochs, seed and split.
 
-Makes a sample competition folder, trains both runs through `paddy.train.train_run` on it, and prints the disease
+Makes a sample competition folder, trains both runs through `paddy.vision.run.train_run` on it, and prints the disease
 error of each side by side (and the multi-target run's variety error), read back from the run folders' validation
 probabilities, the same files the ensembler reads.
 
@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from paddy import run_folder
-from paddy.config import TrainConfig
+from paddy.core import run_folder
+from paddy.core.config import TrainConfig
+from paddy.data.sample import make_sample
+from paddy.vision.run import train_run
 
 
 def error_rate(run, target):
@@ -28,8 +30,6 @@ def error_rate(run, target):
 
 def bench_one(data, config, runs):
     """Train `config` into a fresh folder under `runs`; return (seconds, {target: (error, majority error)})."""
-    from paddy.train import train_run
-
     out = Path(runs) / f"{'-'.join(config.targets)}-seed{config.seed}"
     start = time.perf_counter()
     train_run(data, config, out)
@@ -69,8 +69,6 @@ def main():
     args = parser.parse_args()
 
     import torch
-
-    from paddy.sample import make_sample
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

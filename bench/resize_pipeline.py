@@ -3,10 +3,10 @@
 Run in one process, alternating original / cache each round so that a busy machine slows both alike:
   .venv/bin/python bench/resize_pipeline.py --n-train 300 --max-size 256
 
-"Pipeline" is one pass over the training DataLoader of `paddy.data.image_dataloaders`: JPEG decode, item
+"Pipeline" is one pass over the training DataLoader of `paddy.data.loaders.image_dataloaders`: JPEG decode, item
 transform (Resize), collation and batch transforms (aug_transforms), no model; "cpu side" is the same pass without
 the batch transforms (on a GPU box those run on the GPU, and the rest is what the CPU workers must keep up with).
-"Epoch" is one `fit` epoch of a tiny timm model built by `paddy.train.build_learner` (pretrained=False),
+"Epoch" is one `fit` epoch of a tiny timm model built by `paddy.vision.learner.build_learner` (pretrained=False),
 validation included. Prints the best of `--rounds` wall and CPU times per source and the ratios original / cache.
 """
 
@@ -15,10 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from paddy import data as paddy_data
-from paddy.config import TrainConfig
-from paddy.resize import resize_folder
-from paddy.sample import make_sample
+from paddy.core.config import TrainConfig
+from paddy.data.folder import train_items
+from paddy.data.loaders import image_dataloaders
+from paddy.data.resize import resize_folder
+from paddy.data.sample import make_sample
+from paddy.vision.learner import build_learner
 
 
 def parse_args(argv=None):
@@ -66,8 +68,6 @@ def one_pass(dl):
 
 def time_epoch(dls, config):
     """(wall, CPU) seconds for one whole training epoch (with validation) of a fresh tiny model."""
-    from paddy.train import build_learner
-
     learn = build_learner(dls, config)
     with learn.no_bar(), learn.no_logging():
         wall, cpu, _ = timed(lambda: learn.fit(1, 1e-3))
@@ -109,7 +109,7 @@ def run(args, workdir):
     original, cache, _ = prepare(workdir, args)
     config = bench_config(args)
     sources = {"original": original, "cache": cache}
-    dls = {k: paddy_data.image_dataloaders(paddy_data.train_items(v), config) for k, v in sources.items()}
+    dls = {k: image_dataloaders(train_items(v), config) for k, v in sources.items()}
     # The CPU side: what DataLoader workers do while a GPU trains (decode, item transforms, collation).
     cpu_side = {k: dls[k].train.new(after_batch=[]) for k in sources}
     n = {k: one_pass(dls[k].train) + one_pass(cpu_side[k]) for k in sources}  # warm-up: page cache, imports

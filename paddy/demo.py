@@ -10,9 +10,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from paddy import runtime
-from paddy.config import TrainConfig
-from paddy.plan import Plan
+from paddy.core import runtime
+from paddy.core.config import TrainConfig
+from paddy.core.plan import Plan, write_plan
+from paddy.core.run_folder import describe_errors
+from paddy.data.check import require_valid
+from paddy.data.resize import resize_folder
+from paddy.data.sample import make_sample
+from paddy.ensemble.blend import ensemble_runs, format_ensemble_table
+from paddy.ensemble.submission import check_submission_file
+from paddy.probe.report import format_probe_table
+from paddy.probe.run import choose_accum, run_probe
+from paddy.vision.run import train_plan
 
 N_TRAIN, N_TEST = 240, 24
 IMAGE_SIZE = (240, 320)  # width x height: portrait like the real photos, smaller so the demo stays quick
@@ -58,8 +67,6 @@ def _timed(function, *args, **kwargs):
 
 def step_sample(workdir, result):
     """Make the synthetic competition folder (kept if a previous demo made it)."""
-    from paddy.sample import make_sample
-
     data = workdir / "data"
     if (data / "train.csv").is_file():
         result.add("sample", 0.0, "reused the sample from a previous demo", data)
@@ -71,9 +78,6 @@ def step_sample(workdir, result):
 
 def step_check_and_resize(data, workdir, result):
     """Check the folder (every JPEG decoded), then cache copies at MAX_SIZE px and check those too."""
-    from paddy.check import require_valid
-    from paddy.resize import resize_folder
-
     report, seconds = _timed(require_valid, data, progress=False)
     result.add("check", seconds, f"clean: {report.n_train_images} train and {report.n_test_images} test images "
                "decoded, CSVs consistent", data)
@@ -86,27 +90,21 @@ def step_check_and_resize(data, workdir, result):
 
 def step_probe(data, plan, workdir, result):
     """Peak memory of each member's arch at accum 1, 2, ... until it fits the plan's budget (in-process, CPU)."""
-    from paddy.memory import format_table, run_probe
-
     out = workdir / "probe"
     report, seconds = _timed(run_probe, data, plan.members, budget_gb=plan.budget_gb, max_accum=4, device="auto",
                              use_subprocess=False, out=out)
     chosen = ", ".join(f"{name}: accum {accum}" for name, accum in report.chosen.items())
     note = (f"smallest accum within {plan.budget_gb:g} GB: {chosen}\n"
             "(the demo still trains at accum 2, to show accumulation: the same effective batch in half-size steps)")
-    result.add("probe", seconds, f"{format_table(report)}\n{note}", out)
+    result.add("probe", seconds, f"{format_probe_table(report)}\n{note}", out)
     return report
 
 
 def step_train(data, plan, workdir, result):
     """Train both members (a complete run folder from an earlier demo is reused)."""
-    from paddy.plan import write_plan
-    from paddy.run_folder import describe_errors
-    from paddy.train import train_plan
-
     runs = workdir / "runs"
     write_plan(plan, workdir / "plan.toml")
-    outcomes, seconds = _timed(train_plan, data, plan, runs)
+    outcomes, seconds = _timed(train_plan, data, plan, runs, choose_accum=choose_accum)
     lines = [f"{o['run']}: {o['arch']}, {o['epochs']} epochs, accum {o['accum']} (micro-batch {o['micro_bs']}), "
              f"TTA {o['tta']}: valid error {describe_errors(o['valid_error_tta'])}"
              + (" (reused)" if o.get("skipped") else "")
@@ -117,12 +115,9 @@ def step_train(data, plan, workdir, result):
 
 def step_ensemble(run_dirs, data, workdir, result):
     """Ensemble the members' TTA probabilities into a submission, then check the written file."""
-    from paddy.ensemble import ensemble_runs, format_table
-    from paddy.submission import check_submission_file
-
     out = workdir / "submissions" / "demo.csv"
     ensembled, seconds = _timed(ensemble_runs, run_dirs, data, out, message="paddy demo", overwrite=True)
-    result.add("ensemble", seconds, format_table(ensembled), out)
+    result.add("ensemble", seconds, format_ensemble_table(ensembled), out)
     vocab = ensembled.members[0].test.vocab
     frame, seconds = _timed(check_submission_file, out, data=data, vocab=vocab)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(ensembled.label_counts.items()))

@@ -26,7 +26,7 @@ def isolated_home(tmp_path_factory, monkeypatch):
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """One intra-op thread: tiny models on 2-core machines run far slower on two when the other core is busy."""
-    from paddy.runtime import torch_threads
+    from paddy.core.runtime import torch_threads
 
     with torch_threads(1):
         yield
@@ -47,6 +47,6 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def tiny_sample(tmp_path_factory):
     """A small synthetic competition folder (120 train, 16 test, 48x64 px); copy it before damaging it."""
-    from paddy.sample import make_sample
+    from paddy.data.sample import make_sample
 
     return make_sample(tmp_path_factory.mktemp("tiny_sample") / "data", n_train=120, n_test=16, size=(48, 64))

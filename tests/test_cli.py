@@ -5,10 +5,10 @@ import shutil
 import pytest
 import torch
 
-from paddy.cli import main
-from paddy.config import TrainConfig, parse_size
-from paddy.errors import ConfigError
-from paddy.runtime import resolve_device
+from paddy.cli.main import main
+from paddy.core.config import TrainConfig, parse_size
+from paddy.core.errors import ConfigError
+from paddy.core.runtime import resolve_device
 
 
 def run(argv):
@@ -92,7 +92,7 @@ def test_a_plan_asking_for_cuda_on_a_cpu_machine_is_refused_before_the_data_chec
 def test_every_subcommand_help_says_what_it_does(argv, capsys):
     # The README promises that every command's --help says what it does: the summary `paddy --help` lists for it
     # must head its own --help too, not only a usage line and options.
-    from paddy.cli import build_parser
+    from paddy.cli.main import build_parser
 
     parser = build_parser()
     for name in argv:

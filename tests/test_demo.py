@@ -3,10 +3,11 @@
 import pandas as pd
 import pytest
 
-from paddy.cli import main
+from paddy.cli.main import main
+from paddy.core.plan import parse_plan, plan_to_toml
 from paddy.demo import DemoResult, demo_plan
-from paddy.plan import parse_plan, plan_to_toml
-from paddy.submission import check_submission_file, read_log
+from paddy.ensemble.log import read_log
+from paddy.ensemble.submission import check_submission_file
 
 
 def test_demo_plan_has_a_single_and_a_multi_target_member_with_accumulation():

@@ -22,11 +22,13 @@ CONFIG = {'arch': 'resnet10t', 'size': [64, 48], 'item_size': [96, 72], 'item_me
           'pretrained': False, 'seed': 42, 'split_seed': 42, 'valid_pct': 0.2, 'targets': ['label'],
           'target_weights': [1.0], 'tta': 'flip', 'name': '', 'num_workers': 0, 'device': 'auto'}
 
-from paddy.config import TrainConfig  # noqa: E402  (importable only after the install above)
-from paddy.data import find_data  # noqa: E402
-from paddy.runtime import progress_bars  # noqa: E402
-from paddy.train import train_run  # noqa: E402
+from paddy.core.config import TrainConfig  # noqa: E402  (importable only after the install above)
+from paddy.core.runtime import progress_bars  # noqa: E402
+from paddy.data.folder import find_data  # noqa: E402
+from paddy.probe.run import choose_accum  # noqa: E402
+from paddy.vision.run import train_run  # noqa: E402
 
 config = TrainConfig.from_dict(CONFIG)
 with progress_bars(False):  # the kernel's log keeps fastai's epoch table, not thousands of progress-bar updates
-    print(train_run(find_data(DATA), config, OUT / config.run_name, budget_gb=4.0))
+    print(train_run(find_data(DATA), config, OUT / config.run_name, budget_gb=4.0,
+                    choose_accum=choose_accum))

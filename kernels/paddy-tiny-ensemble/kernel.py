@@ -20,7 +20,8 @@ OUT = Path("/kaggle/working")
 RUNS = ['/kaggle/input/paddy-tiny-01-resnet10t-squish96x72-64x48/resnet10t-squish96x72-64x48',
  '/kaggle/input/paddy-tiny-02-test-convnext-crop96x72-64x64/test_convnext-crop96x72-64x64']
 
-from paddy.data import find_data  # noqa: E402  (importable only after the install above)
-from paddy.ensemble import ensemble_runs, format_table  # noqa: E402
+from paddy.data.folder import find_data  # noqa: E402  (importable only after the install above)
+from paddy.ensemble.blend import ensemble_runs, format_ensemble_table  # noqa: E402
 
-print(format_table(ensemble_runs(RUNS, find_data(DATA), OUT / "submission.csv", message='paddy tiny ensemble')))
+print(format_ensemble_table(ensemble_runs(RUNS, find_data(DATA), OUT / "submission.csv",
+                                          message='paddy tiny ensemble')))

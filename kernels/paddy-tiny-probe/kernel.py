@@ -23,14 +23,15 @@ MEMBERS = [{'arch': 'resnet10t', 'size': [64, 48], 'item_size': [96, 72], 'epoch
             'epochs': 1, 'bs': 16, 'accum': 2, 'finetune': False, 'pretrained': False, 'tta': 'flip',
             'num_workers': 0}]
 
-from paddy import memory  # noqa: E402  (importable only after the install above)
-from paddy.config import TrainConfig  # noqa: E402
-from paddy.data import find_data  # noqa: E402
-from paddy.plan import Plan  # noqa: E402
-from paddy.runtime import progress_bars  # noqa: E402
+from paddy.core.config import TrainConfig  # noqa: E402  (importable only after the install above)
+from paddy.core.plan import Plan  # noqa: E402
+from paddy.core.runtime import progress_bars  # noqa: E402
+from paddy.data.folder import find_data  # noqa: E402
+from paddy.probe.report import format_probe_table  # noqa: E402
+from paddy.probe.run import run_probe, write_chosen_accum  # noqa: E402
 
 plan = Plan(members=tuple(TrainConfig.from_dict(m) for m in MEMBERS), budget_gb=4.0)
 with progress_bars(False):  # the kernel's log keeps fastai's epoch table, not thousands of progress-bar updates
-    report = memory.run_probe(find_data(DATA), plan.members, plan.budget_gb, out=OUT / "probe")
-print(memory.format_table(report))
-memory.write_chosen_accum(plan, report, OUT / "plan.toml")
+    report = run_probe(find_data(DATA), plan.members, plan.budget_gb, out=OUT / "probe")
+print(format_probe_table(report))
+write_chosen_accum(plan, report, OUT / "plan.toml")

@@ -1,0 +1,114 @@
+"""`paddy train`: one run into a folder, or every member of a plan into a runs folder."""
+
+import argparse
+
+from paddy.cli.types import positive_float, positive_int, size
+
+DESCRIPTION = """Train a timm architecture with fastai and write a run folder: config.json, metrics.csv,
+metrics.png, model.pkl, vocab.json, valid_probs_<target>.csv, test_probs_<target>.csv (test-time augmented) and
+result.json (written last). An interrupted run resumes from its last epoch checkpoint when you rerun the same
+command; a complete run folder is skipped.
+
+Gradient accumulation: --accum K runs micro-batches of BS/K images and steps the optimizer once every BS images
+(fastai's GradientAccumulation counts samples), so the effective batch and learning rate stay those of --bs while
+peak memory drops. It is exactly equivalent only for models without batch norm: with batch norm each micro-batch
+normalises with its own statistics, so results differ slightly from a true batch of BS."""
+
+EPILOG = """examples:
+  paddy train data/ --arch resnet10t --size 128 --epochs 1 --no-pretrained --out runs/tiny
+  paddy train data/ --arch convnext_small.fb_in22k --size 128 --accum 2 --targets label,variety --out runs/cs
+  paddy train data/ --plan tiny --runs runs/          (built-in plans: tiny, road-to-the-top)
+"""
+
+
+def register(subparsers):
+    """Add `paddy train`."""
+    parser = subparsers.add_parser("train", help="train one model, or every member of a plan",
+                                   description=DESCRIPTION, epilog=EPILOG,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", nargs="?", metavar="DATA",
+                        help="competition folder (default on Kaggle: the competition's input folder)")
+    one = parser.add_argument_group("one run")
+    one.add_argument("--arch", help="timm name, e.g. convnext_small.fb_in22k, vit_large_patch16_224, resnet10t")
+    one.add_argument("--size", type=size,
+                     help="batch image size after augmentation: 224 or HEIGHT,WIDTH (224)")
+    one.add_argument("--item-size", type=size, help="per-image resize, HEIGHT,WIDTH (480)")
+    one.add_argument("--item-method", choices=("squish", "crop", "pad"), help="(squish)")
+    one.add_argument("--epochs", type=positive_int, help="(12)")
+    one.add_argument("--lr", type=positive_float, help="(0.01)")
+    one.add_argument("--bs", type=positive_int, help="effective batch size (64)")
+    one.add_argument("--accum",
+                     help="accumulate gradients over K micro-batches of BS/K (power of two, or 'auto': the "
+                          "memory probe picks the smallest that fits 16 GB); "
+                          "not exactly equivalent with batch norm (1)")
+    one.add_argument("--no-finetune", dest="finetune", action="store_false", default=None,
+                     help="train all layers from the start (unfreeze + fit_one_cycle) instead of fine_tune")
+    one.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
+                     help="random initial weights (no download)")
+    one.add_argument("--seed", type=int, help="(42)")
+    one.add_argument("--targets", help="label, or label,variety for a two-headed model (label)")
+    one.add_argument("--target-weights", help="loss weight per target, e.g. 1,0.5")
+    one.add_argument("--tta", help="N,BETA (fastai tta), flip, or none (4,0.25)")
+    one.add_argument("--device", help="auto, cpu, cuda or cuda:N (auto); with --plan: for every member")
+    one.add_argument("--workers", type=int, help="DataLoader workers (fastai's default); with --plan: for every member")
+    one.add_argument("--out", help="run folder to write")
+    many = parser.add_argument_group("a plan")
+    many.add_argument("--plan", help="plan TOML file or built-in plan name (tiny, road-to-the-top)")
+    many.add_argument("--runs", help="folder that gets one run folder per plan member")
+    parser.set_defaults(func=run_train)
+
+
+def run_train(args):
+    """Parse the arguments into a config or plan, train, print one line per run."""
+    from paddy.core.run_folder import describe_errors
+    from paddy.probe.run import choose_accum  # accum "auto": the probe picks it, above the training layer
+    from paddy.vision.run import train_plan, train_run
+
+    if args.plan or args.runs:
+        plan = _plan(args)
+        results = train_plan(args.data, plan, args.runs, choose_accum=choose_accum)
+    else:
+        results = [train_run(args.data, _config(args), args.out, choose_accum=choose_accum)]
+    for result in results:
+        state = "skipped (complete)" if result.get("skipped") else f"{result.get('seconds')} s"
+        print(f"{result['run']}: {result['epochs']} epochs, valid error {describe_errors(result['valid_error_tta'])} "
+              f"(TTA {result.get('tta', '?')}), {state}")
+    return 0
+
+
+# Flags that define a run (argparse dests equal TrainConfig fields); plan members define their own.
+RUN_FLAGS = ("arch", "size", "item_size", "item_method", "epochs", "lr", "bs", "accum", "finetune", "pretrained",
+             "seed", "targets", "target_weights", "tta")
+OVERRIDES = {"device": "device", "workers": "num_workers"}  # machine settings: applied to every plan member
+SPELLING = {"finetune": "--no-finetune", "pretrained": "--no-pretrained"}
+
+
+def _given(args, names):
+    """{field: value} for the flags in `names` ({dest: field}) that were given (argparse defaults are None)."""
+    return {field: getattr(args, dest) for dest, field in names.items() if getattr(args, dest) is not None}
+
+
+def _plan(args):
+    import dataclasses
+
+    from paddy.core.errors import ConfigError
+    from paddy.core.plan import load_plan
+
+    given = [SPELLING.get(d, "--" + d.replace("_", "-")) for d in (*RUN_FLAGS, "out") if getattr(args, d) is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)} cannot be combined with --plan: set them in the plan file "
+                          "(only --device and --workers apply to every member)")
+    if not (args.plan and args.runs):
+        raise ConfigError("a plan run takes --plan PLAN --runs DIR")
+    plan = load_plan(args.plan)
+    overrides = _given(args, OVERRIDES)
+    return dataclasses.replace(plan, members=tuple(m.replace(**overrides) for m in plan.members))
+
+
+def _config(args):
+    from paddy.core.config import TrainConfig
+    from paddy.core.errors import ConfigError
+
+    if not (args.arch and args.out):
+        raise ConfigError("one run needs --arch and --out (or use --plan PLAN --runs DIR)")
+    return TrainConfig(**_given(args, {**{d: d for d in RUN_FLAGS}, **OVERRIDES}))

@@ -1,0 +1,112 @@
+"""Plan files: a TOML list of ensemble members, each a TrainConfig, with shared defaults."""
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from paddy.core import atomic
+from paddy.core.config import TrainConfig
+from paddy.core.errors import ConfigError
+
+BUILTIN_PLANS = Path(__file__).parent.parent / "plans"
+TOP_LEVEL_KEYS = {"defaults", "members", "budget_gb", "description"}
+NONE = "none"  # TOML has no null: a member key set to "none" means None (split_seed: vary the split per member)
+NULLABLE_KEYS = ("split_seed", "num_workers")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Ensemble members in order, the memory budget the probe checks them against, and where it came from."""
+
+    members: tuple
+    budget_gb: float = 16.0
+    description: str = ""
+    path: Path = None
+
+
+def resolve_plan_path(plan):
+    """A plan path as given, or the name of a built-in plan ("tiny", "road-to-the-top")."""
+    path = Path(plan)
+    if path.is_file():
+        return path
+    builtin = BUILTIN_PLANS / f"{plan}.toml"
+    if builtin.is_file():
+        return builtin
+    names = ", ".join(sorted(p.stem for p in BUILTIN_PLANS.glob("*.toml")))
+    raise ConfigError(f"plan {plan!r} not found: give a TOML file path or a built-in plan ({names})")
+
+
+def parse_plan(data, where="plan"):
+    """Build a Plan from parsed TOML: [defaults] apply to every [[members]] entry; unknown keys are errors."""
+    unknown = sorted(set(data) - TOP_LEVEL_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level key(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(sorted(TOP_LEVEL_KEYS))}")
+    members = data.get("members") or []
+    if not members:
+        raise ConfigError(f"{where}: no [[members]] entries; add at least one with an arch and size")
+    defaults = data.get("defaults", {})
+    # `members = [1]` or `defaults = 3` parse as TOML but are not tables of settings.
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{where}: defaults must be a table ([defaults] with key = value lines)")
+    if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+        raise ConfigError(f"{where}: members must be tables, one [[members]] header per member")
+    configs = tuple(TrainConfig.from_dict(_nulls({**defaults, **member}), where=f"{where} member {i + 1}")
+                    for i, member in enumerate(members))
+    names = [c.run_name for c in configs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"{where}: members share run name(s) {', '.join(repeated)}; give each a distinct name")
+    budget = data.get("budget_gb", 16.0)
+    if not isinstance(budget, (int, float)) or budget <= 0:
+        raise ConfigError(f"{where}: budget_gb must be positive, got {budget!r}")
+    return Plan(members=configs, budget_gb=float(budget), description=data.get("description", ""))
+
+
+def _nulls(member):
+    return {k: None if k in NULLABLE_KEYS and v == NONE else v for k, v in member.items()}
+
+
+def is_builtin(path):
+    """True when `path` is one of the kit's own plan files (never rewrite those)."""
+    return Path(path).resolve().parent == BUILTIN_PLANS.resolve()
+
+
+def load_plan(plan):
+    """Read and check a plan file (or built-in plan name)."""
+    path = resolve_plan_path(plan)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error}); fix the file") from None
+    parsed = parse_plan(data, where=str(path))
+    return Plan(members=parsed.members, budget_gb=parsed.budget_gb, description=parsed.description, path=path)
+
+
+def plan_to_toml(plan):
+    """Serialise a plan with every member fully resolved (what --write-plan saves)."""
+    lines = []
+    if plan.description:
+        lines.append(f"description = {_toml_value(plan.description)}")
+    lines.append(f"budget_gb = {_toml_value(plan.budget_gb)}")
+    for member in plan.members:
+        lines += ["", "[[members]]"]
+        lines += [f"{k} = {_toml_value(NONE if v is None else v)}" for k, v in member.to_dict().items()
+                  if v is not None or k in NULLABLE_KEYS]
+    return "\n".join(lines) + "\n"
+
+
+def write_plan(plan, path):
+    """Write a plan atomically; comments in the original file are not kept."""
+    return atomic.write_text(path, plan_to_toml(plan))
+
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")  # basic strings: one line
+    return f'"{text}"'

@@ -1,0 +1,1 @@
+"""Ensembles of finished run folders: blending, submission checks and the submissions log."""

@@ -1,0 +1,271 @@
+"""The ensembler: average the runs' saved (test-time-augmented) probabilities by image id, write a checked, logged CSV.
+
+Pure functions on arrays first (weighted_mean, align, argmax_labels, accuracy, ensemble_accuracy), then
+`ensemble_runs`, which reads run folders (paddy/core/run_folder.py), builds everything, and only then writes.
+An ensemble never retrains. Validation accuracy of the ensemble is measured only on images that every member
+held out: a member that trained on an image cannot vote on it fairly.
+"""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from paddy.core import atomic, run_folder
+from paddy.core.config import parse_weights
+from paddy.core.errors import ConfigError, DataError
+from paddy.data import competition
+from paddy.data.folder import find_data
+from paddy.ensemble import log as submissions_log
+from paddy.ensemble import submission
+
+TARGET = "label"  # every run, single- or multi-target, saves this head in the same form
+CONFIG_KEYS = ("arch", "size", "item_size", "item_method", "epochs", "lr", "finetune", "pretrained", "bs", "accum",
+               "targets", "tta", "seed", "valid_seed")
+
+
+def weighted_mean(prob_list: list, weights: tuple | None = None) -> np.ndarray:
+    """The weighted mean of equally shaped probability arrays (weights are normalised; equal by default)."""
+    arrays = [np.asarray(p, dtype=np.float64) for p in prob_list]
+    if not arrays:
+        raise DataError("nothing to average: give at least one run")
+    if any(a.shape != arrays[0].shape for a in arrays):
+        raise DataError(f"probability arrays differ in shape: {[a.shape for a in arrays]}")
+    if not all(np.isfinite(a).all() and (a >= 0).all() for a in arrays):
+        raise DataError("probabilities must be finite and >= 0; a run is corrupt, re-run it")
+    w = np.asarray(parse_weights(weights, len(arrays), what="weight", per="run"))
+    return np.tensordot(w / w.sum(), np.stack(arrays), axes=1)
+
+
+def align(probs: run_folder.Probs, ids: tuple) -> run_folder.Probs:
+    """A run_folder.Probs with its rows (and true classes) reordered to `ids`; DataError if any id is missing."""
+    index = {image_id: row for row, image_id in enumerate(probs.image_ids)}
+    missing = [i for i in ids if i not in index]
+    if missing:
+        raise DataError(f"{len(missing)} image id(s) have no probabilities, e.g. {missing[0]}")
+    rows = np.array([index[i] for i in ids], dtype=np.int64)
+    true = None if probs.true is None else tuple(probs.true[r] for r in rows)
+    return run_folder.Probs(image_ids=tuple(ids), probs=probs.probs[rows], vocab=probs.vocab, true=true)
+
+
+def reorder_classes(probs: run_folder.Probs, vocab: tuple) -> run_folder.Probs:
+    """A Probs whose columns follow `vocab` (same classes, any order); DataError if the classes differ."""
+    if tuple(probs.vocab) == tuple(vocab):
+        return probs
+    if set(probs.vocab) != set(vocab) or len(probs.vocab) != len(vocab):
+        raise DataError(f"runs disagree on the label vocab: {list(probs.vocab)} vs {list(vocab)}; "
+                        "ensemble only runs trained on the same classes")
+    columns = [list(probs.vocab).index(c) for c in vocab]
+    return run_folder.Probs(image_ids=probs.image_ids, probs=probs.probs[:, columns], vocab=tuple(vocab),
+                            true=probs.true)
+
+
+def argmax_labels(probs: np.ndarray, vocab: tuple) -> list:
+    """The vocab class of each row's largest probability (ties go to the earlier class)."""
+    return [vocab[i] for i in np.asarray(probs).argmax(axis=1)]
+
+
+def accuracy(probs: np.ndarray, true: tuple, vocab: tuple) -> float:
+    """Fraction of rows whose argmax class equals the true class (nan for no rows)."""
+    if len(true) == 0:
+        return float("nan")
+    return float(np.mean([p == t for p, t in zip(argmax_labels(probs, vocab), true)]))
+
+
+@dataclass(frozen=True)
+class ValidScores:
+    """Accuracies on the images every member held out: the ensemble's and each member's."""
+
+    n_common: int
+    ensemble: float
+    members: tuple
+
+
+def common_ids(valid_list: list) -> tuple:
+    """Image ids held out by every member, in the first member's order."""
+    shared = set(valid_list[0].image_ids).intersection(*(v.image_ids for v in valid_list[1:]))
+    return tuple(i for i in valid_list[0].image_ids if i in shared)
+
+
+def ensemble_accuracy(valid_list: list, weights: tuple | None = None) -> "ValidScores":
+    """Score the weighted ensemble and each member on the images all members held out."""
+    ids = common_ids(valid_list)
+    aligned = [align(v, ids) for v in valid_list]
+    true = aligned[0].true
+    if any(a.true != true for a in aligned[1:]):
+        raise DataError("runs disagree on the true label of some validation image; were they trained on the same data?")
+    vocab = aligned[0].vocab
+    mean = weighted_mean([a.probs for a in aligned], weights)
+    members = tuple(accuracy(a.probs, true, vocab) for a in aligned)
+    return ValidScores(n_common=len(ids), ensemble=accuracy(mean, true, vocab), members=members)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One run as the ensemble sees it: its folder, label-head probabilities, and config's key fields."""
+
+    run: Path
+    name: str
+    test: run_folder.Probs
+    valid: run_folder.Probs
+    config: dict
+
+
+def read_member(run: str | Path, vocab: tuple | None = None) -> Member:
+    """Read one run folder's label probabilities (test and validation) and key config fields."""
+    run = Path(run)
+    if not run.is_dir():
+        raise DataError(f"{run} is not a folder; give run folders written by paddy train")
+    if not run_folder.is_complete(run):
+        raise DataError(f"{run} has no {run_folder.RESULT}: the run is unfinished; finish it (paddy train) "
+                        "or leave it out")
+    test = run_folder.read_probs(run_folder.test_probs_path(run, TARGET))
+    valid = run_folder.read_probs(run_folder.valid_probs_path(run, TARGET), vocab=test.vocab)
+    if valid.true is None:
+        raise DataError(f"{run_folder.valid_probs_path(run, TARGET)} has no '{run_folder.TRUE_COLUMN}' column")
+    if (run / run_folder.VOCAB).is_file() and run_folder.read_vocab(run).get(TARGET) != test.vocab:
+        raise DataError(f"{run}: vocab.json disagrees with the columns of its probabilities; the run is corrupt")
+    if vocab is not None:
+        test, valid = reorder_classes(test, vocab), reorder_classes(valid, vocab)
+    config = run_folder.read_json(run, run_folder.CONFIG) if (run / run_folder.CONFIG).is_file() else {}
+    trained = run_folder.read_json(run, run_folder.RESULT).get("epochs")  # fine_tune trains 1 frozen + `epochs`
+    config = {k: config[k] for k in CONFIG_KEYS if k in config} | ({"epochs": trained} if trained else {})
+    return Member(run=run, name=run.name, test=test, valid=valid, config=config)
+
+
+def read_members(run_dirs: list) -> list[Member]:
+    """Read every run, with columns in the first run's vocab order and the same test ids in all of them."""
+    if not run_dirs:
+        raise ConfigError("give at least one run folder")
+    seen = [Path(r).resolve() for r in run_dirs]
+    repeated = sorted({str(r) for r in run_dirs if seen.count(Path(r).resolve()) > 1})
+    if repeated:  # a repeat would silently count twice and be listed twice in the log
+        raise ConfigError(f"{repeated[0]} is given more than once; give each run once (--weights weighs one more)")
+    first = read_member(run_dirs[0])
+    members = [first] + [read_member(r, vocab=first.test.vocab) for r in run_dirs[1:]]
+    ids = set(first.test.image_ids)
+    for member in members[1:]:
+        if set(member.test.image_ids) != ids:
+            raise DataError(f"{member.run} and {first.run} predicted different test image ids; "
+                            "ensemble runs made on the same competition folder")
+    return members
+
+
+@dataclass(frozen=True)
+class EnsembleResult:
+    """What `ensemble_runs` wrote and measured."""
+
+    out: Path
+    log: Path
+    members: tuple
+    weights: tuple
+    member_accuracy: tuple  # each member on its own validation set
+    member_n_valid: tuple
+    scores: ValidScores  # ensemble and members on the images all members held out
+    label_counts: dict
+
+    @property
+    def best_member(self):
+        """Index of the member with the best accuracy on the shared held-out images."""
+        return int(np.nanargmax(self.scores.members)) if self.scores.n_common else None
+
+
+def ensemble_runs(run_dirs: list, data: str | Path | None, out: str | Path, weights: object = None, message: str = "",
+                  log: str | Path | None = None, overwrite: bool = False) -> EnsembleResult:
+    """Ensemble run folders into a checked submission CSV at `out` and append a log row (shown by
+    format_ensemble_table)."""
+    out = resolve_out(out, overwrite)
+    members = read_members([Path(r) for r in run_dirs])
+    weights = parse_weights(weights, len(members), what="weight", per="run")
+    vocab = members[0].test.vocab
+    sample = submission.read_sample_submission(find_data(data))  # data None: the Kaggle input folder in a kernel
+    ids = members[0].test.image_ids
+    mean = weighted_mean([align(m.test, ids).probs for m in members], weights)
+    frame = submission.build_submission(sample, ids, argmax_labels(mean, vocab))
+    submission.check_submission(frame, sample, vocab)
+    scores = ensemble_accuracy([m.valid for m in members], weights)
+    log = Path(log) if log else out.parent / "log.csv"
+    submissions_log.read_log(log)  # an unreadable log fails now, before the CSV is written
+    result = EnsembleResult(
+        out=out, log=log, members=tuple(members), weights=weights,
+        member_accuracy=tuple(accuracy(m.valid.probs, m.valid.true, vocab) for m in members),
+        member_n_valid=tuple(len(m.valid.image_ids) for m in members), scores=scores,
+        label_counts=frame[submission.label_column(sample)].value_counts().to_dict())
+    with atomic.atomic_path(out) as tmp:  # the CSV appears only once its log row is in: never an unlogged CSV
+        submission.write_submission(tmp, frame)
+        submissions_log.append_log(result.log, log_row(result, message))
+    return result
+
+
+def resolve_out(out: str | Path, overwrite: bool = False) -> Path:
+    """The CSV path: OUT itself, or a time-stamped name inside OUT when it is a folder; never a silent overwrite."""
+    folder = str(out).endswith(("/", "\\"))  # Path() drops the trailing slash that says "a folder, to be made"
+    out = Path(out)
+    if out.is_dir() or folder:
+        out = out / f"ensemble-{submissions_log.utc_now().replace(':', '').replace('+0000', '')}.csv"
+    if out.suffix.lower() != ".csv":
+        raise ConfigError(f"--out must be a .csv file or a folder, got {out}")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} exists and is in the submissions log; choose a new name (or --overwrite)")
+    return out
+
+
+def member_summary(member: Member) -> str:
+    """One member for the log: its name and its config's key fields."""
+    fields = " ".join(f"{k}={_compact(v)}" for k, v in member.config.items())  # tta "4,0.25" has a comma
+    return f"{member.name}({fields})" if fields else member.name
+
+
+def log_row(result: EnsembleResult, message: str = "") -> dict:
+    """The log row for an ensemble that was written."""
+    best = result.best_member
+    return {
+        "event": "written", "file": str(result.out), "competition": competition.COMPETITION,
+        "members": "; ".join(member_summary(m) for m in result.members),
+        "weights": ",".join(f"{w:g}" for w in result.weights),
+        "valid_accuracy": _round(result.scores.ensemble),
+        "best_member_accuracy": None if best is None else _round(result.scores.members[best]),
+        "n_valid": result.scores.n_common, "message": message, "public_score": None,
+    }
+
+
+def format_ensemble_table(result: "EnsembleResult") -> str:
+    """A plain-text table: each member's validation accuracy, alone and on the shared held-out images."""
+    scores = result.scores
+    rows = [("member", "arch", "tta", "weight", "own valid n", "own acc", f"acc on shared {scores.n_common}")]
+    for i, member in enumerate(result.members):
+        rows.append((member.name, str(member.config.get("arch", "?")), str(member.config.get("tta", "?")),
+                     f"{result.weights[i]:g}", str(result.member_n_valid[i]), _pct(result.member_accuracy[i]),
+                     _pct(scores.members[i])))
+    rows.append(("ENSEMBLE", "", "", "", "", "", _pct(scores.ensemble)))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines + [verdict(result)])
+
+
+def verdict(result: EnsembleResult) -> str:
+    """One line: does the ensemble beat its best member on the shared held-out images?"""
+    scores, best = result.scores, result.best_member
+    if best is None:
+        return "no image was held out by every member: the ensemble cannot be scored (share split_seed to score it)"
+    gain = scores.ensemble - scores.members[best]
+    name, where = result.members[best].name, f"on {scores.n_common} images every member held out"
+    if gain == 0:
+        return f"ensemble ties its best member ({name}) at {_pct(scores.ensemble)} {where}"
+    word = "beats" if gain > 0 else "trails"
+    return f"ensemble {word} its best member ({name}) by {abs(gain) * 100:.2f} points {where}"
+
+
+def _pct(value):
+    return "n/a" if value is None or math.isnan(value) else f"{value * 100:.2f}%"
+
+
+def _round(value):
+    return None if value is None or math.isnan(value) else round(value, 6)
+
+
+def _compact(value):
+    if isinstance(value, (list, tuple)):
+        return "x".join(str(v) for v in value) if all(isinstance(v, int) for v in value) else "+".join(map(str, value))
+    return str(value)

@@ -1,0 +1,1 @@
+"""Kaggle: the official client wrapped, kernel scripts rendered from a plan, the kit shipped as a dataset."""

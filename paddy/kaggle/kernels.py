@@ -1,0 +1,242 @@
+"""Thin Kaggle kernels, built from a plan: metadata dicts and short scripts, rendered into folders.
+
+Everything here is pure or writes local files only; paddy.kaggle.client performs the pushes.
+A rendered folder holds `kernel-metadata.json` and `kernel.py`; the script installs the kit from the kit dataset
+with `pip install --no-index` (competitions turn the internet off) and calls the same library functions as the CLI.
+"""
+
+import json
+import pprint
+import shutil
+from pathlib import Path
+
+from paddy.core import atomic
+from paddy.core.config import TrainConfig
+from paddy.core.errors import ConfigError
+from paddy.core.plan import Plan
+from paddy.data import competition
+from paddy.data.competition import KAGGLE_INPUT
+from paddy.kaggle.kit import KIT_DATASET
+from paddy.kaggle.names import SLUG_PATTERN, TITLE_LENGTH, USER_PATTERN, check_title, check_user, kernel_slug
+
+METADATA_FILE = "kernel-metadata.json"
+CODE_FILE = "kernel.py"
+KAGGLE_WORKING = "/kaggle/working"
+INTERNET_CHOICES = ("auto", "on", "off")
+
+
+def kernel_metadata(user: str, title: str, competition_slug: str = competition.COMPETITION, kernel_sources: tuple = (),
+                    gpu: bool = True, internet: bool = False, private: bool = True,
+                    kit_dataset: str = KIT_DATASET) -> dict:
+    """The kernel-metadata.json dict of one script kernel; its id is <user>/<slug of the title>."""
+    user = check_user(user)
+    slug = check_title(title)
+    return {
+        "id": f"{user}/{slug}",
+        "title": title,
+        "code_file": CODE_FILE,
+        "language": "python",
+        "kernel_type": "script",
+        "is_private": bool(private),
+        "enable_gpu": bool(gpu),
+        "enable_tpu": False,
+        "enable_internet": bool(internet),
+        "dataset_sources": [f"{user}/{kit_dataset}"],
+        "competition_sources": [competition_slug],
+        "kernel_sources": list(kernel_sources),
+        "model_sources": [],
+    }
+
+
+def kernel_titles(plan_name: str, members: tuple) -> tuple:
+    """Titles of the probe, each member and the ensemble kernel; members are numbered so titles stay unique."""
+    prefix = f"paddy {plan_name}"
+    high = TITLE_LENGTH[1]
+    member_titles = [f"{prefix} {i:02d} {m.run_name}"[:high].rstrip(" -_.") for i, m in enumerate(members, 1)]
+    return f"{prefix} probe", member_titles, f"{prefix} ensemble"
+
+
+_INSTALL = '''import glob
+import subprocess
+import sys
+from pathlib import Path
+
+# Competitions turn the internet off: install the kit from its dataset, and the pinned dependencies packed with it
+# (paddy kernels push --with-deps), taking from the image whatever it already has.
+PIP = [sys.executable, "-m", "pip", "install", "--no-index", "--quiet", "--find-links", "{kit}"]
+subprocess.run([*PIP, "--no-deps", *glob.glob("{kit}/paddy_kit-*.whl")], check=True)
+if Path("{kit}/requirements.txt").is_file():
+    subprocess.run([*PIP, "-r", "{kit}/requirements.txt"], check=True)
+DATA = "{data}"
+OUT = Path("{working}")
+'''
+
+
+RENDERED_MARK = "Rendered by `paddy kernels render`"  # in every script: marks folders render may replace
+_LOG_NOTE = "# the kernel's log keeps fastai's epoch table, not thousands of progress-bar updates"
+
+
+def _script(kind, title, body, kit, data):
+    doc = (f'"""paddy {kind} kernel: {title}.\n\n'
+           f'{RENDERED_MARK}: edit the plan, not this file.\n"""\n\n')
+    return doc + _INSTALL.format(kit=kit, data=data, working=KAGGLE_WORKING) + "\n" + body
+
+
+def probe_script(title: str, plan: Plan, kit: str, data: str) -> str:
+    """Script of the probe kernel: peak memory of every plan member on Kaggle's GPU; the plan comes back with accum."""
+    # Only what differs from TrainConfig's defaults (the same kit version reads it back), so the script stays short.
+    members = ",\n           ".join(dict_literal(non_defaults(m), indent=12) for m in plan.members)
+    body = (f"MEMBERS = [{members}]\n\n"
+            "from paddy.core.config import TrainConfig  # noqa: E402  (importable only after the install above)\n"
+            "from paddy.core.plan import Plan  # noqa: E402\n"
+            "from paddy.core.runtime import progress_bars  # noqa: E402\n"
+            "from paddy.data.folder import find_data  # noqa: E402\n"
+            "from paddy.probe.report import format_probe_table  # noqa: E402\n"
+            "from paddy.probe.run import run_probe, write_chosen_accum  # noqa: E402\n\n"
+            f"plan = Plan(members=tuple(TrainConfig.from_dict(m) for m in MEMBERS), budget_gb={plan.budget_gb!r})\n"
+            f"with progress_bars(False):  {_LOG_NOTE}\n"
+            '    report = run_probe(find_data(DATA), plan.members, plan.budget_gb, out=OUT / "probe")\n'
+            "print(format_probe_table(report))\n"
+            'write_chosen_accum(plan, report, OUT / "plan.toml")\n')
+    return _script("probe", title, body, kit, data)
+
+
+def non_defaults(config: TrainConfig) -> dict:
+    """The fields of a TrainConfig that differ from the defaults (arch always), as a plain dict."""
+    defaults = TrainConfig(arch=config.arch).to_dict()
+    return {k: v for k, v in config.to_dict().items() if k == "arch" or v != defaults[k]}
+
+
+def dict_literal(data: dict, indent: int = 10, width: int = 110) -> str:
+    """A dict as a Python literal packed into few lines (the script carries the resolved config, compactly)."""
+    items = [f"{key!r}: {value!r}" for key, value in data.items()]
+    lines, line = [], ""
+    for item in items:
+        if line and indent + len(line) + len(item) + 2 > width:
+            lines.append(line + ",")
+            line = ""
+        line = f"{line}, {item}" if line else item
+    lines.append(line)
+    return "{" + ("\n" + " " * indent).join(lines) + "}"
+
+
+def member_script(title: str, config: TrainConfig, kit: str, data: str, budget_gb: float = 16.0) -> str:
+    """Script of one member's training kernel: the resolved config as a dict literal, then train_run."""
+    body = (f"CONFIG = {dict_literal(config.to_dict())}\n\n"
+            "from paddy.core.config import TrainConfig  # noqa: E402  (importable only after the install above)\n"
+            "from paddy.core.runtime import progress_bars  # noqa: E402\n"
+            "from paddy.data.folder import find_data  # noqa: E402\n"
+            "from paddy.probe.run import choose_accum  # noqa: E402\n"
+            "from paddy.vision.run import train_run  # noqa: E402\n\n"
+            "config = TrainConfig.from_dict(CONFIG)\n"
+            f"with progress_bars(False):  {_LOG_NOTE}\n"
+            f"    print(train_run(find_data(DATA), config, OUT / config.run_name, budget_gb={budget_gb!r},\n"
+            "                    choose_accum=choose_accum))\n")
+    return _script("member", title, body, kit, data)
+
+
+def ensemble_script(title: str, member_runs: list, kit: str, data: str) -> str:
+    """Script of the ensemble kernel: each member kernel's run folder, read through kernel_sources, ensembled."""
+    runs = pprint.pformat([f"{KAGGLE_INPUT}/{slug}/{run}" for slug, run in member_runs], width=110)
+    body = (f"RUNS = {runs}\n\n"
+            "from paddy.data.folder import find_data  # noqa: E402  (importable only after the install above)\n"
+            "from paddy.ensemble.blend import ensemble_runs, format_ensemble_table  # noqa: E402\n\n"
+            f'print(format_ensemble_table(ensemble_runs(RUNS, find_data(DATA), OUT / "submission.csv",\n'
+            f'                                          message={title!r})))\n')
+    return _script("ensemble", title, body, kit, data)
+
+
+def kernel_internet(internet: str, config: TrainConfig | None = None) -> bool:
+    """Whether a kernel gets the internet: "on", "off", or "auto" (only a member that downloads pretrained weights)."""
+    if internet not in INTERNET_CHOICES:
+        raise ConfigError(f"internet must be one of {', '.join(INTERNET_CHOICES)}, got {internet!r}")
+    if internet == "auto":
+        return bool(config is not None and config.pretrained)
+    return internet == "on"
+
+
+def build_kernels(plan: Plan, user: str, competition_slug: str = competition.COMPETITION, gpu: bool = True,
+                  internet: str = "auto") -> dict:
+    """Every kernel of a plan as {slug: (metadata, script)}: the probe, one per member, then the ensemble."""
+    user = check_user(user)
+    plan_name = Path(plan.path).stem if plan.path else "plan"
+    kit, data = f"{KAGGLE_INPUT}/{KIT_DATASET}", f"{KAGGLE_INPUT}/{competition_slug}"
+    probe_title, member_titles, ensemble_title = kernel_titles(plan_name, plan.members)
+    options = {"competition_slug": competition_slug, "gpu": gpu}
+    kernels = {}
+    probe = kernel_metadata(user, probe_title, internet=kernel_internet(internet), **options)
+    kernels[_slug_of(probe)] = (probe, probe_script(probe_title, plan, kit, data))
+    member_runs = []
+    for title, config in zip(member_titles, plan.members):
+        meta = kernel_metadata(user, title, internet=kernel_internet(internet, config), **options)
+        kernels[_slug_of(meta)] = (meta, member_script(title, config, kit, data, plan.budget_gb))
+        member_runs.append((_slug_of(meta), config.run_name))
+    sources = [f"{user}/{slug}" for slug, _ in member_runs]
+    # The ensemble only averages the members' saved probabilities: a GPU would spend weekly quota on nothing.
+    ensemble = kernel_metadata(user, ensemble_title, kernel_sources=sources, internet=kernel_internet(internet),
+                               **{**options, "gpu": False})
+    kernels[_slug_of(ensemble)] = (ensemble, ensemble_script(ensemble_title, member_runs, kit, data))
+    if len(kernels) != len(plan.members) + 2:
+        raise ConfigError(f"kernel slugs of plan {plan_name!r} collide; give the members shorter distinct names")
+    return kernels
+
+
+def render_kernels(plan: Plan, user: str, competition_slug: str = competition.COMPETITION, out: str | Path = "kernels",
+                   gpu: bool = True, internet: str = "auto") -> tuple[list, list]:
+    """Write one folder per kernel under `out`; returns (folders in push order, stale folders removed)."""
+    kernels = build_kernels(plan, user, competition_slug, gpu=gpu, internet=internet)  # all checks before any write
+    folders = []
+    for slug, (meta, script) in kernels.items():
+        folder = Path(out) / slug
+        atomic.write_text(folder / CODE_FILE, script)
+        atomic.write_json(folder / METADATA_FILE, meta)
+        folders.append(folder)
+    # A plan rendered again with fewer or renamed members: its old member folders would still be pushed by --all.
+    prefix = next(iter(kernels)).removesuffix("probe")
+    removed = [folder for folder in stale_folders(out, prefix) if folder not in folders]
+    for folder in removed:
+        shutil.rmtree(folder)
+    return folders, removed
+
+
+def stale_folders(out: str | Path, prefix: str) -> list[Path]:
+    """Folders under `out` that `paddy kernels render` wrote for slugs starting with `prefix`, and nothing else."""
+    found = []
+    for meta_path in sorted(Path(out).glob(f"{prefix}*/{METADATA_FILE}")):
+        folder = meta_path.parent
+        code = folder / CODE_FILE
+        ours = code.is_file() and RENDERED_MARK in code.read_text(errors="replace")
+        if ours and {p.name for p in folder.iterdir()} == {CODE_FILE, METADATA_FILE}:  # nothing a user added
+            found.append(folder)
+    return found
+
+
+def read_kernel_folder(folder: str | Path) -> dict:
+    """The metadata of a rendered kernel folder, checked enough that a push cannot half-succeed."""
+    folder = Path(folder)
+    path = folder / METADATA_FILE
+    if not path.is_file():
+        raise ConfigError(f"{folder} has no {METADATA_FILE}: render it first with paddy kernels render")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is not valid JSON ({error}); render it again") from None
+    code = folder / str(meta.get("code_file", ""))
+    if not meta.get("code_file") or not code.is_file():
+        raise ConfigError(f"{path} names code_file {meta.get('code_file')!r}, which is not in {folder}")
+    owner, _, slug = str(meta.get("id", "")).partition("/")
+    if not USER_PATTERN.match(owner) or not SLUG_PATTERN.match(slug) or kernel_slug(meta.get("title", "")) != slug:
+        raise ConfigError(f"{path}: id {meta.get('id')!r} must be <user>/<slug of the title {meta.get('title')!r}>")
+    return meta
+
+
+def kernel_folders(root: str | Path) -> list[Path]:
+    """The rendered kernel folders under `root`, in push order: kernels without kernel_sources first."""
+    folders = sorted(p.parent for p in Path(root).glob(f"*/{METADATA_FILE}"))
+    if not folders:
+        raise ConfigError(f"no kernel folders under {root}: render them first with paddy kernels render")
+    return sorted(folders, key=lambda f: bool(read_kernel_folder(f).get("kernel_sources")))
+
+
+def _slug_of(meta):
+    return meta["id"].split("/", 1)[1]

@@ -1,0 +1,182 @@
+"""A training run end to end: check, build, fit with checkpoints, predict, and write the run folder.
+
+Gradient accumulation (`accum=K`) runs micro-batches of `bs // K` and steps the optimizer once every `bs` samples
+(fastai's `GradientAccumulation(n_acc=bs)` counts samples), so the effective batch and learning rate stay those of
+`bs`; when `bs // K` does not divide `bs`, once every whole number of micro-batches that fits in `bs`. With batch
+norm it is NOT exactly equivalent: batch statistics come from each micro-batch, not the full batch.
+
+Accum "auto" is the memory probe's to choose, and the probe trains through this module: the caller passes
+`choose_accum(data, config, budget_gb) -> int` in (the CLI, a kernel and the demo pass
+`paddy.probe.run.choose_accum`), so `vision` never imports `probe`.
+"""
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import fastai
+import numpy as np
+import pandas as pd
+import timm
+import torch
+from fastai.learner import Learner
+
+from paddy import __version__
+from paddy.core import atomic, run_folder, runtime
+from paddy.core.config import TrainConfig
+from paddy.core.errors import ConfigError
+from paddy.core.plan import Plan
+from paddy.data import folder
+from paddy.data.check import require_valid
+from paddy.data.loaders import dataloader_vocabs, image_dataloaders
+from paddy.vision.checkpoint import Journal
+from paddy.vision.history import plot_metrics
+from paddy.vision.learner import build_learner, check_arch
+from paddy.vision.predict import predict, split_probs
+from paddy.vision.schedule import fit
+
+AccumChooser = Callable[[Path, TrainConfig, float], int]  # (data, config, budget_gb) -> the smallest accum that fits
+DEFAULT_BUDGET_GB = 16.0  # a single run's budget for accum "auto" (a plan carries its own)
+
+
+def resolve_config(data_path: Path, config: TrainConfig, budget_gb: float | None = None,
+                   choose_accum: AccumChooser | None = None) -> TrainConfig:
+    """The config a run really uses: device resolved once, accum "auto" chosen by `choose_accum`."""
+    config = config.replace(device=runtime.resolve_device(config.device))
+    if config.accum != "auto":
+        return config
+    if choose_accum is None:
+        raise ConfigError("accum 'auto' needs the memory probe: run through paddy train, or give accum a number")
+    budget = DEFAULT_BUDGET_GB if budget_gb is None else budget_gb
+    return config.replace(accum=choose_accum(data_path, config, budget))
+
+
+def stored_config(config: TrainConfig, data_path: Path) -> dict:
+    """What config.json holds: the resolved config (flat), the split seed, data path and library versions."""
+    versions = {"paddy": __version__, "fastai": fastai.__version__, "timm": timm.__version__,
+                "torch": torch.__version__}
+    return {**config.to_dict(), "valid_seed": config.valid_seed, "run_name": config.run_name,
+            "data": str(data_path), "versions": versions}
+
+
+def check_same_run(out: str | Path, config: TrainConfig, ignore_accum: bool = False) -> None:
+    """ConfigError when folder `out` already holds a run of another config (a resume or skip would mix them)."""
+    stored = Path(out) / run_folder.CONFIG
+    if not stored.is_file():
+        return
+    # Device and worker count may change between attempts; "auto" accum was resolved when the run started. A
+    # complete run passes `ignore_accum`: accum only splits the same effective batch, so a plan whose accum the
+    # probe rewrote still skips the runs it already finished.
+    ignore = ("device", "num_workers") + (("accum",) if ignore_accum or config.accum == "auto" else ())
+    saved = json.loads(stored.read_text())
+    changed = sorted(k for k, v in config.to_dict().items() if k not in ignore and saved.get(k) != v)
+    if changed:
+        raise ConfigError(f"{out} holds a run with a different config ({', '.join(changed)}); "
+                          "choose another --out or delete it")
+
+
+def check_run_folder(out: str | Path, config: TrainConfig) -> None:
+    """ConfigError unless folder `out` is absent, empty, or a (complete or partial) run folder of `config`."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a folder; choose another --out")
+    check_same_run(out, config, ignore_accum=run_folder.is_complete(out))
+    if out.is_dir() and any(out.iterdir()) and not (out / run_folder.CONFIG).is_file():
+        raise ConfigError(f"{out} is not empty and not a run folder; choose another --out")
+
+
+def resumed_accum(out: str | Path, config: TrainConfig) -> TrainConfig:
+    """An "auto" accum becomes the accum its run folder started with, so a resume neither probes nor changes it."""
+    stored = Path(out) / run_folder.CONFIG
+    if config.accum != "auto" or not stored.is_file():
+        return config
+    accum = json.loads(stored.read_text()).get("accum")
+    return config.replace(accum=accum) if isinstance(accum, int) else config
+
+
+def prepare_run(data_path: Path, config: TrainConfig, out: str | Path, check_data: bool = True) -> pd.DataFrame:
+    """Check everything a run needs before any file is written; return the training items."""
+    check_arch(config.arch)
+    check_run_folder(out, config)
+    if check_data:
+        require_valid(data_path, progress=False)
+    folder.read_train_csv(data_path, targets=config.targets)
+    items = folder.train_items(data_path)
+    if folder.test_items(data_path).empty:
+        raise ConfigError(f"{data_path} has no test images to predict; run paddy check {data_path}")
+    return items
+
+
+def train_run(data_path: str | Path | None, config: TrainConfig, out: str | Path, cbs: tuple = (),
+              budget_gb: float | None = None, check_data: bool = True,
+              choose_accum: AccumChooser | None = None) -> dict:
+    """Train one run into folder `out` and return its result; a complete folder is skipped, a partial one resumes."""
+    out = Path(out)
+    if run_folder.is_complete(out):
+        check_same_run(out, config, ignore_accum=True)
+        return {**run_folder.read_json(out, run_folder.RESULT), "skipped": True}
+    data_path = folder.find_data(data_path)
+    check_arch(config.arch)  # before accum "auto" would probe an unknown arch
+    config = resolve_config(data_path, resumed_accum(out, config), budget_gb, choose_accum)
+    items = prepare_run(data_path, config, out, check_data=check_data)
+    dls = image_dataloaders(items, config)
+    learn = build_learner(dls, config)
+    started = time.time()
+    out.mkdir(parents=True, exist_ok=True)  # only now: bad input above leaves no folder behind
+    atomic.write_json(out / run_folder.CONFIG, stored_config(config, data_path))
+    learn.path, learn.model_dir = out, run_folder.CHECKPOINTS
+    journal = Journal(out)
+    start = journal.resume_point(learn)
+    fit(learn, config, cbs=cbs, start=start, phase_cbs=journal.callback)
+    result = write_run_outputs(learn, config, data_path, out, journal.rows)
+    result = {**result, "seconds": round(time.time() - started, 1), "resumed_from": list(start)}
+    atomic.write_json(out / run_folder.RESULT, result)  # last: its presence marks the run complete
+    shutil.rmtree(out / run_folder.CHECKPOINTS, ignore_errors=True)
+    return result
+
+
+def write_run_outputs(learn: Learner, config: TrainConfig, data_path: Path, out: Path, rows: list) -> dict:
+    """Plot, exported model, vocab, validation and test probabilities; return the result summary."""
+    plot_metrics(rows, out / run_folder.PLOT)
+    with atomic.atomic_path(out / run_folder.MODEL) as tmp:
+        learn.export(tmp)
+    vocabs = dataloader_vocabs(learn.dls, config.targets)
+    atomic.write_json(out / run_folder.VOCAB, {t: list(v) for t, v in vocabs.items()})
+    valid_items = learn.dls.valid.items
+    valid = split_probs(predict(learn, learn.dls.valid, config.tta, config.seed), vocabs, config.targets)
+    tests = folder.test_items(data_path)
+    test = split_probs(predict(learn, learn.dls.test_dl(tests), config.tta, config.seed), vocabs, config.targets)
+    errors = {}
+    for target in config.targets:
+        truth = valid_items[target].astype(str).tolist()
+        run_folder.write_probs(run_folder.valid_probs_path(out, target), valid_items["image_id"], valid[target],
+                               vocabs[target], true=truth)
+        run_folder.write_probs(run_folder.test_probs_path(out, target), tests["image_id"], test[target],
+                               vocabs[target])
+        predicted = np.asarray(vocabs[target])[valid[target].argmax(axis=1)]
+        errors[target] = round(float(np.mean(predicted != np.asarray(truth))), 4)
+    last = {k: v for k, v in rows[-1].items() if k not in ("phase", "phase_epoch")} if rows else {}
+    return {"run": config.run_name, "arch": config.arch, "epochs": len(rows), "accum": config.accum,
+            "micro_bs": config.micro_bs, "device": config.device, "tta": config.tta,
+            "mixed_precision": any(type(cb).__name__ == "MixedPrecision" for cb in learn.cbs),
+            "valid_error_tta": errors, "last_epoch": last, "n_valid": len(valid_items), "n_test": len(tests)}
+
+
+def train_plan(data_path: str | Path | None, plan: Plan, runs_dir: str | Path,
+               choose_accum: AccumChooser | None = None) -> list:
+    """Train every plan member into runs_dir/<run_name>, skipping complete runs; memory is freed between members."""
+    data_path = folder.find_data(data_path)
+    for member in plan.members:  # check every arch, run folder and the data once, before hours of training start
+        check_arch(member.arch)
+        runtime.resolve_device(member.device)  # "cuda" on a CPU machine: say so now, not after the data check
+        check_run_folder(Path(runs_dir) / member.run_name, member)
+    require_valid(data_path, progress=False)
+    results = []
+    for member in plan.members:
+        result = train_run(data_path, member, Path(runs_dir) / member.run_name, budget_gb=plan.budget_gb,
+                           check_data=False, choose_accum=choose_accum)
+        results.append(result)
+        runtime.release_memory()  # train_run's learner is unreachable now; its cycles go only with a collection
+    return results

@@ -1,0 +1,355 @@
+"""The real `kaggle` client against a local stub: pushes, dataset uploads, status, output, submissions, errors.
+
+Each test imports `kaggle` afresh inside its own environment (the client reads KAGGLE_API_ENVIRONMENT and
+KAGGLE_CONFIG_DIR when it is imported; a fresh import costs ~0.04 s, a subprocess per call ~3 s), points it at the
+stub with KAGGLE_API_ENVIRONMENT=LOCALHOST plus an HTTP proxy on the stub's loopback port, and runs `paddy` in-process.
+"""
+
+import base64
+import json
+import socket
+import sys
+import zipfile
+
+import pytest
+from kaggle_stub import KaggleStub
+from test_kaggle_kernels import PLAN_TOML
+
+from paddy.cli.main import main
+from paddy.core.errors import KaggleError
+from paddy.core.plan import load_plan
+from paddy.kaggle.client import PUSHED_FILE, push_kernel
+from paddy.kaggle.kernels import render_kernels
+
+USER = "someone"
+KEY = "k3y-0f-s0me0ne-7d1c9a52e4b8"
+PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy")
+
+
+def _fresh_kaggle(monkeypatch):
+    for name in [m for m in sys.modules if m == "kaggle" or m.startswith("kaggle.")]:
+        monkeypatch.delitem(sys.modules, name)  # restored after the test
+
+
+def _point_at(monkeypatch, url):
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in PROXY_VARIABLES:
+        monkeypatch.setenv(name, url)  # https too: a request meant for the internet meets the stub's refusal
+    monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "LOCALHOST")
+    _fresh_kaggle(monkeypatch)
+
+
+@pytest.fixture
+def stub(monkeypatch):
+    server = KaggleStub(user=USER, max_requests=100, max_seconds=60).start()
+    _point_at(monkeypatch, server.url)
+    monkeypatch.setenv("KAGGLE_USERNAME", USER)
+    monkeypatch.setenv("KAGGLE_KEY", KEY)
+    yield server
+    server.stop()
+    assert not [r for r in server.requests if r["verb"] == "CONNECT"], "something tried to reach the internet"
+
+
+@pytest.fixture
+def rendered(tmp_path):
+    (tmp_path / "tiny.toml").write_text(PLAN_TOML)
+    return render_kernels(load_plan(tmp_path / "tiny.toml"), USER, out=tmp_path / "kernels")[0]
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _assert_one_line_error(code, out, err, *words):
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    for word in words:
+        assert word in err, err
+
+
+def _assert_no_secret(stub, root, *texts):
+    """The key appears in no request body, no printed text, and no file under `root` (inside wheels too)."""
+    secrets = [KEY.encode(), base64.b64encode(f"{USER}:{KEY}".encode())]
+    # IntrospectToken is the one call whose body is the token itself: the client asks Kaggle whose token it is.
+    blobs = [r["raw"] for r in stub.requests if r["method"] != "IntrospectToken"] + [t.encode() for t in texts]
+    for path in (p for p in root.rglob("*") if p.is_file()):
+        blobs.append(path.read_bytes())
+        if path.suffix == ".whl":
+            with zipfile.ZipFile(path) as archive:
+                blobs += [archive.read(name) for name in archive.namelist()]
+    assert not [b for b in blobs for s in secrets if s in b]
+
+
+def _submission_csv(path, label="normal"):
+    ids = [f"{200001 + i}.jpg" for i in range(3469)]
+    path.write_text("image_id,label\n" + "".join(f"{i},{label}\n" for i in ids))
+    return path
+
+
+def test_push_all_sends_the_kit_dataset_then_the_kernels(stub, rendered, tmp_path, capsys):
+    stage = tmp_path / "stage" / "kit"
+    code, out, err = _run(capsys, "kernels", "push", "--all", "--kernels", tmp_path / "kernels", "--stage", stage)
+    assert code == 0, err
+    methods = [r["method"] or r["verb"] for r in stub.requests]
+    create = methods.index("CreateDataset")
+    assert methods[:create + 1] == ["GetDatasetStatus", "GetDatasetStatus", "StartBlobUpload", "PUT",
+                                    "CreateDataset"]
+    assert methods[create + 1] == "GetDatasetStatus" and methods.count("SaveKernel") == 3
+    wheel = next(stage.glob("*.whl"))
+    assert stub.uploads["/upload/blob-1"] == wheel.read_bytes()
+    body = stub.calls("CreateDataset")[0]["body"]
+    assert (body["ownerSlug"], body["slug"], body["isPrivate"], body["files"]) == (
+        USER, "paddy-kit", True, [{"token": "blob-token-1"}])
+    saved = {r["body"]["slug"]: r["body"] for r in stub.calls("SaveKernel")}
+    for folder in rendered[:-1]:  # probe and members; the ensemble waits for its members
+        meta, sent = json.loads((folder / "kernel-metadata.json").read_text()), saved[f"{USER}/{folder.name}"]
+        assert sent["newTitle"] == meta["title"] and sent["text"] == (folder / "kernel.py").read_text()
+        assert (sent["language"], sent["kernelType"], sent["isPrivate"]) == ("python", "script", True)
+        assert (sent["enableGpu"], sent["enableInternet"]) == (True, False)
+        assert sent["competitionDataSources"] == ["paddy-disease-classification"]
+        assert sent["datasetDataSources"] == [f"{USER}/paddy-kit"] and sent.get("kernelDataSources", []) == []
+    assert f"{USER}/paddy-tiny-ensemble: not pushed, waiting for" in out and "(queued)" in out
+
+    # Members complete: the ensemble goes, reading their outputs; the unchanged kit is not sent again.
+    for folder in rendered[1:-1]:
+        stub.kernels[f"{USER}/{folder.name}"] = "COMPLETE"
+    before = len(stub.requests)
+    code, out, err = _run(capsys, "kernels", "push", rendered[-1], "--stage", stage)
+    # (this step fails only if someone edits paddy/ during the test: the kit then really changed)
+    assert code == 0 and "dataset someone/paddy-kit: unchanged" in out, (out, err)
+    later = [r["method"] for r in stub.requests[before:]]
+    assert "CreateDataset" not in later and "CreateDatasetVersion" not in later and "StartBlobUpload" not in later
+    ensemble = stub.calls("SaveKernel")[-1]["body"]
+    assert ensemble["slug"] == f"{USER}/paddy-tiny-ensemble"
+    assert ensemble["kernelDataSources"] == [f"{USER}/{f.name}" for f in rendered[1:-1]]
+
+    # The wheels changed since the last push (as recorded): a new version of the same dataset.
+    (stage.parent / PUSHED_FILE).write_text(json.dumps({f"{USER}/paddy-kit": "older"}))
+    code, out, err = _run(capsys, "kernels", "push", rendered[0], "--stage", stage)
+    assert code == 0 and "dataset someone/paddy-kit: versioned" in out, err
+    version = stub.calls("CreateDatasetVersion")[0]["body"]
+    assert (version["ownerSlug"], version["datasetSlug"]) == (USER, "paddy-kit")
+    assert version["body"]["files"][0]["token"].startswith("blob-token-")
+    _assert_no_secret(stub, tmp_path, out, err)
+
+
+def test_push_of_kernels_owned_by_another_user_is_refused_before_any_upload(stub, rendered, tmp_path, capsys,
+                                                                            monkeypatch):
+    monkeypatch.setenv("KAGGLE_USERNAME", "other")  # signed in as other; the folders were rendered for someone
+    stage = tmp_path / "stage" / "kit"
+    code, out, err = _run(capsys, "kernels", "push", "--all", "--kernels", tmp_path / "kernels", "--stage", stage)
+    _assert_one_line_error(code, out, err, "signed in as other", "--user other")
+    assert [r["method"] for r in stub.requests if r["method"] not in ("IntrospectToken",)] == []
+    assert not stage.exists()
+
+
+def test_push_answered_200_with_an_error_field_is_an_error(stub, rendered):
+    stub.fail["SaveKernel"] = (200, {"error": "Notebook not found", "ref": "", "url": ""})
+    with pytest.raises(KaggleError, match="Notebook not found") as caught:
+        push_kernel(rendered[1])
+    assert "\n" not in str(caught.value) and stub.calls("SaveKernel")
+    stub.fail["SaveKernel"] = (200, {"url": "u", "invalidCompetitionSources": ["paddy-disease-classification"]})
+    with pytest.raises(KaggleError, match="rejected its sources paddy-disease-classification"):
+        push_kernel(rendered[1])
+
+
+def test_no_credentials_is_one_line_naming_where_the_client_looks(stub, monkeypatch, capsys):
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    code, out, err = _run(capsys, "kernels", "status", f"{USER}/paddy-tiny-probe")
+    _assert_one_line_error(code, out, err, "KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "kaggle.json")
+    # The folder named is where the client looks now (KAGGLE_CONFIG_DIR, else ~/.kaggle or ~/.config/kaggle): the
+    # message must not claim KAGGLE_CONFIG_DIR names it when that variable is unset.
+    assert "set KAGGLE_CONFIG_DIR to the folder that holds it" in err
+    assert stub.requests == []
+
+
+def test_kaggle_json_and_token_credentials_work(stub, monkeypatch, tmp_path, capsys):
+    stub.kernels[f"{USER}/paddy-tiny-probe"] = "RUNNING"
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    config_dir = tmp_path / "kaggle-config"
+    config_dir.mkdir()
+    (config_dir / "kaggle.json").write_text(json.dumps({"username": USER, "key": KEY}))
+    (config_dir / "kaggle.json").chmod(0o600)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(config_dir))
+    _fresh_kaggle(monkeypatch)
+    code, out, err = _run(capsys, "kernels", "status", f"{USER}/paddy-tiny-probe")
+    assert (code, out) == (0, f"{USER}/paddy-tiny-probe: running\n"), err
+    assert stub.requests[-1]["authorization"] == "Basic " + base64.b64encode(f"{USER}:{KEY}".encode()).decode()
+
+    (config_dir / "kaggle.json").unlink()
+    monkeypatch.setenv("KAGGLE_API_TOKEN", KEY)
+    code, out, err = _run(capsys, "kernels", "status", f"{USER}/paddy-tiny-probe")
+    assert code == 0, err
+    assert "IntrospectToken" in [r["method"] for r in stub.requests]
+    assert stub.requests[-1]["authorization"] == f"Bearer {KEY}"
+    _assert_no_secret(stub, tmp_path / "nothing-written", out, err)
+
+
+def test_status_and_output_of_a_kernel(stub, tmp_path, capsys):
+    ref = f"{USER}/paddy-tiny-01-resnet10t"
+    stub.kernels[ref] = "COMPLETE"
+    stub.outputs[ref] = {"run/result.json": b'{"error_rate": 0.5}', "run/vocab.json": b'{"label": ["a"]}'}
+    code, out, err = _run(capsys, "kernels", "status", ref)
+    assert (code, out) == (0, f"{ref}: complete\n"), err
+    sent = stub.calls("GetKernelSessionStatus")[0]["body"]
+    assert sent == {"userName": USER, "kernelSlug": "paddy-tiny-01-resnet10t"}
+
+    code, out, err = _run(capsys, "kernels", "output", ref, "--out", tmp_path / "member")
+    assert code == 0, err
+    assert (tmp_path / "member" / "run" / "result.json").read_bytes() == b'{"error_rate": 0.5}'
+    assert (tmp_path / "member" / "run" / "vocab.json").is_file()
+    assert stub.calls("ListKernelSessionOutput")[0]["body"]["kernelSlug"] == "paddy-tiny-01-resnet10t"
+    assert sorted(r["path"] for r in stub.requests if r["verb"] == "GET") == [
+        f"/output/{ref}/run/result.json", f"/output/{ref}/run/vocab.json"]
+    code, out, err = _run(capsys, "kernels", "output", ref, "--out", tmp_path / "member")
+    _assert_one_line_error(code, out, err, "not empty")
+
+    stub.kernels[ref] = "ERROR"
+    stub.fail["GetKernelSessionStatus"] = (200, {"status": "ERROR", "failureMessage": "CUDA out of memory"})
+    code, out, err = _run(capsys, "kernels", "status", ref)
+    assert (code, out) == (0, f"{ref}: error: CUDA out of memory\n")
+
+
+def test_output_of_a_kernel_with_no_output_files_is_an_error(stub, tmp_path, capsys):
+    ref = f"{USER}/paddy-tiny-01-resnet10t"
+    stub.kernels[ref] = "RUNNING"  # Kaggle lists only the session log until the run has written its files
+    code, out, err = _run(capsys, "kernels", "output", ref, "--out", tmp_path / "member")
+    _assert_one_line_error(code, out, err, "no output files", "paddy kernels status")
+    assert not (tmp_path / "member").exists()
+
+
+@pytest.mark.parametrize("status, words", [
+    (401, ["HTTP 401", "KAGGLE_API_TOKEN"]),
+    (403, ["HTTP 403"]),
+    (404, ["HTTP 404", "slug"]),
+    (429, ["HTTP 429", "too many requests", "wait"]),
+    (500, ["HTTP 500", "server error"]),
+    (503, ["HTTP 503", "try again"]),
+])
+def test_http_errors_are_one_line_and_exit_2(stub, capsys, status, words):
+    stub.fail["*"] = (status, {"code": status, "message": f"stub says {status}"})
+    code, out, err = _run(capsys, "kernels", "status", f"{USER}/paddy-tiny-probe")
+    _assert_one_line_error(code, out, err, *words)
+
+
+def test_an_answer_the_client_cannot_parse_is_one_line(stub, capsys):
+    stub.fail["GetKernelSessionStatus"] = (200, {"status": "SOME_NEW_STATUS"})  # newer than this client's enum
+    code, out, err = _run(capsys, "kernels", "status", f"{USER}/paddy-tiny-probe")
+    _assert_one_line_error(code, out, err, "SOME_NEW_STATUS", "pip install -U kaggle")
+
+
+def test_connection_refused_is_one_line(stub, monkeypatch, capsys):
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    _point_at(monkeypatch, f"http://127.0.0.1:{port}")
+    code, out, err = _run(capsys, "kernels", "status", f"{USER}/paddy-tiny-probe")
+    _assert_one_line_error(code, out, err, "cannot reach Kaggle")
+
+
+def test_verbose_is_refused_before_any_request(stub, monkeypatch, capsys):
+    monkeypatch.setenv("VERBOSE", "1")
+    code, out, err = _run(capsys, "kernels", "status", f"{USER}/paddy-tiny-probe")
+    _assert_one_line_error(code, out, err, "VERBOSE", "unset")
+    assert stub.requests == [] and KEY not in err
+
+
+def test_submit_sends_logs_and_submissions_fill_the_score(stub, tmp_path, capsys):
+    csv, log = _submission_csv(tmp_path / "first.csv"), tmp_path / "submissions" / "log.csv"
+    code, out, err = _run(capsys, "submit", csv, "-m", "all normal", "--log", log)
+    assert code == 0 and "ref 50001" in out, err
+    start, create = stub.calls("StartSubmissionUpload")[0]["body"], stub.calls("CreateSubmission")[0]["body"]
+    assert (start["competitionName"], start["fileName"], start["contentLength"]) == (
+        "paddy-disease-classification", "first.csv", csv.stat().st_size)
+    assert stub.uploads["/upload/submission-1"] == csv.read_bytes()
+    assert (create["blobFileTokens"], create["submissionDescription"]) == ("submission-token-1", "all normal")
+    from paddy.ensemble.log import read_log
+
+    row = read_log(log).iloc[0]
+    assert (row["event"], row["message"], row["competition"], str(row["kaggle_ref"])) == (
+        "submitted", "all normal", "paddy-disease-classification", "50001")
+
+    stub.scores[50001] = "0.97123"
+    code, out, err = _run(capsys, "submissions", "--log", log)
+    assert code == 0 and "0.97123" in out and "all normal" in out, err
+    assert stub.calls("ListSubmissions")[0]["body"]["competitionName"] == "paddy-disease-classification"
+    assert read_log(log).iloc[0]["public_score"] == pytest.approx(0.97123)
+    _assert_no_secret(stub, tmp_path, out, err)
+
+
+def test_submissions_show_why_kaggle_could_not_score_one(stub, tmp_path, capsys):
+    stub.fail["ListSubmissions"] = (200, {"submissions": [
+        {"ref": 7, "fileName": "a.csv", "description": "try", "status": "ERROR",
+         "errorDescription": "Submission must have 3469 rows"}]})
+    code, out, err = _run(capsys, "submissions", "--log", tmp_path / "log.csv")
+    assert code == 0 and "error" in out and "Submission must have 3469 rows" in out, err
+
+
+def test_submit_carries_the_ensembles_accuracy_and_the_score_fills_both_rows(stub, tmp_path, capsys, monkeypatch):
+    from paddy.ensemble.log import append_log, read_log
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "submissions").mkdir()
+    csv = _submission_csv(tmp_path / "submissions" / "ab.csv")  # absolute here, relative in the ensemble's row
+    append_log("submissions/log.csv", {"event": "written", "file": "submissions/ab.csv", "members": "a(); b()",
+                                       "weights": "1,1", "valid_accuracy": 0.93, "n_valid": 8})
+    code, out, err = _run(capsys, "submit", csv, "-m", "a and b")  # no --log: the log beside the CSV
+    assert code == 0 and "submissions/log.csv" in out, err
+    submitted = read_log("submissions/log.csv").iloc[1]
+    assert (submitted["event"], submitted["members"], submitted["valid_accuracy"], submitted["n_valid"]) == (
+        "submitted", "a(); b()", 0.93, "8")
+    stub.scores[50001] = "0.95"
+    assert _run(capsys, "submissions", "--log", "submissions/log.csv")[0] == 0
+    assert list(read_log("submissions/log.csv")["public_score"]) == [0.95, 0.95]
+
+
+def test_submit_checks_the_csv_before_sending(stub, tmp_path, capsys):
+    bad = _submission_csv(tmp_path / "bad.csv", label="not_a_disease")
+    log = tmp_path / "log.csv"
+    code, out, err = _run(capsys, "submit", bad, "-m", "oops", "--log", log)
+    _assert_one_line_error(code, out, err, "not_a_disease")
+    assert stub.requests == [] and not log.exists()
+
+
+def test_submit_to_another_competition_checks_against_its_folder(stub, tmp_path, capsys):
+    data = tmp_path / "cats"
+    for label in ("cat", "dog"):
+        (data / "train_images" / label).mkdir(parents=True)
+    (data / "sample_submission.csv").write_text("image_id,label\n1.jpg,cat\n2.jpg,cat\n")
+    csv, log = tmp_path / "cats.csv", tmp_path / "log.csv"
+    csv.write_text("image_id,label\n2.jpg,dog\n1.jpg,cat\n")
+    code, out, err = _run(capsys, "submit", csv, "-m", "first", "--competition", "cats-vs-dogs", "--log", log)
+    _assert_one_line_error(code, out, err, "--data")  # Paddy Doctor's ids and labels say nothing about it
+    assert stub.requests == [] and not log.exists()
+    code, out, err = _run(capsys, "submit", csv, "-m", "first", "--competition", "cats-vs-dogs", "--data", data,
+                          "--log", log)
+    assert code == 0, err
+    assert stub.calls("StartSubmissionUpload")[0]["body"]["competitionName"] == "cats-vs-dogs"
+    csv.write_text("image_id,label\n2.jpg,dog\n1.jpg,normal\n")
+    code, out, err = _run(capsys, "submit", csv, "-m", "again", "--competition", "cats-vs-dogs", "--data", data)
+    _assert_one_line_error(code, out, err, "'normal'", "allowed: cat, dog")
+
+
+def test_submit_refused_403_says_accept_the_rules(stub, tmp_path, capsys):
+    stub.fail["StartSubmissionUpload"] = (403, {"code": 403, "message": "You must accept this competition's rules"})
+    log = tmp_path / "log.csv"
+    code, out, err = _run(capsys, "submit", _submission_csv(tmp_path / "s.csv"), "-m", "try", "--log", log)
+    _assert_one_line_error(code, out, err, "HTTP 403", "competitions/paddy-disease-classification/rules")
+    assert not log.exists()
+
+
+def test_stub_stops_by_itself():
+    import urllib.request
+
+    assert KaggleStub(max_seconds=0.2).start().wait(timeout=5)
+    stub = KaggleStub(max_requests=1, max_seconds=30).start()
+    request = urllib.request.Request(f"{stub.url}/api/v1/kernels.KernelsApiService/GetKernelSessionStatus",
+                                     data=b'{"userName": "a", "kernelSlug": "bcdef"}', method="POST")
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=5)  # straight to it
+    assert stub.wait(timeout=5) and [r["method"] for r in stub.requests] == ["GetKernelSessionStatus"]

@@ -7,8 +7,8 @@ import pytest
 
 from paddy.core.config import TrainConfig
 from paddy.core.errors import DataError
-from paddy.data.folder import find_data, read_train_csv, smallest_class_items, train_items, valid_mask
 from paddy.data import folder
+from paddy.data.folder import find_data, read_train_csv, smallest_class_items, train_items, valid_mask
 from paddy.data.loaders import dataloader_vocabs, image_dataloaders
 
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from paddy.core import run_folder
 from paddy.cli.main import main
+from paddy.core import run_folder
 from paddy.core.config import TrainConfig
 from paddy.core.errors import ConfigError
-from paddy.data.folder import train_items
 from paddy.data import folder
+from paddy.data.folder import train_items
 from paddy.data.loaders import image_dataloaders
 from paddy.vision.checkpoint import STATE_SUFFIX
 from paddy.vision.history import read_metrics

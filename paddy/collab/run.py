@@ -6,10 +6,6 @@ crosstab.csv. It is built in a temporary folder beside the target and moved into
 or a crash leaves nothing behind, and an older collab output there is replaced whole.
 """
 
-import contextlib
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,29 +36,11 @@ class CollabReport:
     history: list
 
 
-def check_out(out):
+def check_collab_out(out: str | Path) -> None:
     """Refuse an output folder that holds something other than an earlier collab output."""
     out = Path(out)
     if out.is_file() or (out.is_dir() and any(out.iterdir()) and not (out / METRICS_FILE).is_file()):
         raise ConfigError(f"--out {out} exists and is not a collab output folder; choose a new or empty folder")
-
-
-@contextlib.contextmanager
-def publish_dir(out):
-    """Yield a temporary folder beside `out`; on success it replaces `out` whole, on failure it is removed."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the output is an ordinary folder
-    old = out.parent / f"{tmp.name}.old"
-    try:
-        yield tmp
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def train_splits(ratings, config, folds=1):
@@ -107,7 +85,7 @@ def run_collab(config, data="ml-latest-small", out="runs/collab", folds=1, colum
                progress=True):
     """Train, evaluate and explain a collab model on `data`; write model, metrics and plots to `out`."""
     start = time.perf_counter()
-    check_out(out)
+    check_collab_out(out)
     ratings = load_ratings(data, *columns)
     # Scale the default y_range to the whole data's rating range, not each training split's (a top rating that
     # falls only in the validation split would otherwise be out of reach); a given y_range is checked here too.
@@ -123,7 +101,7 @@ def run_collab(config, data="ml-latest-small", out="runs/collab", folds=1, colum
                if len(counts) > 1 else [], similarity_measure(fitted))
     metrics.update({"config": config.to_dict(), "data": ratings.source, "n_ratings": len(ratings.frame),
                     "split": f"{folds}-fold" if folds > 1 else config.split, "kind": config.kind})
-    with publish_dir(out) as tmp:
+    with atomic.atomic_dir(out, replace=True) as tmp:  # check_collab_out said an old one is ours
         save_model(fitted, tmp / "model.pth")
         plot_pca(*pca_items(fitted, n=50), tmp / PCA_FILE)
         atomic.write_csv(tmp / CROSSTAB_FILE, crosstab(ratings, 15), index=True)

@@ -13,6 +13,7 @@ import pandas as pd
 from fastai.data.external import URLs, untar_data
 
 from paddy.core.errors import DataError
+from paddy.core.tables import read_csv
 
 EMBEDDED = "ml-latest-small"
 ML_100K = "ml-100k"
@@ -45,14 +46,8 @@ class Ratings:
 
 
 def _read_csv(path, **kwargs):
-    """pandas.read_csv with every column as text (ids like "007" stay themselves); bad files are a DataError."""
-    try:
-        return pd.read_csv(path, dtype=str, **kwargs)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path} is empty; give a ratings file with a header and at least one row") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        first = str(error).splitlines()[0]
-        raise DataError(f"{path} is not a readable CSV ({first}); check its separator and encoding") from None
+    """The kit's CSV reader with every column as text (ids like "007" stay themselves)."""
+    return read_csv(path, what="ratings file", dtype=str, **kwargs)
 
 
 def clean_ratings(frame, user_col, item_col, rating_col, source):

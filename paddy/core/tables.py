@@ -14,6 +14,8 @@ def read_csv(path: str | Path, missing: str = "", what: str = "CSV", **kwargs) -
         raise DataError(f"{path} is missing" + (f": {missing}" if missing else ""))
     try:
         return pd.read_csv(path, **kwargs)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty; give a {what} with a header and at least one row") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DataError(f"{path} is not a readable {what} ({reason}); fix or replace it") from None

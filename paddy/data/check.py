@@ -10,11 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 from fastprogress.fastprogress import progress_bar
 from PIL import Image
 
 from paddy.core.errors import DataError
+from paddy.core.tables import read_csv
 from paddy.data import competition
 
 EXPECTED = (competition.TRAIN_CSV, competition.SAMPLE_SUBMISSION_CSV, competition.TRAIN_IMAGES,
@@ -48,10 +48,9 @@ def read_csv_checked(path, columns, problems):
         problems.append(f"{path.name} is missing: a competition folder needs it")
         return None
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        problems.append(f"{path.name} is not a readable CSV ({first})")
+        frame = read_csv(path, dtype=str, keep_default_na=False)
+    except DataError as error:
+        problems.append(str(error).replace(str(path), path.name, 1))  # the report names files within DATA
         return None
     if tuple(frame.columns) != tuple(columns):
         found = ",".join(str(c).encode("unicode_escape").decode() for c in frame.columns)  # keep it one line

@@ -1,113 +1,142 @@
-"""Benchmark: the kit's DotProductBias against fastai's collab_learner, same split, same schedule, one run.
+"""Benchmarks for paddy.collab: time-to-quality against fastai's collab_learner, and a MovieLens 100k model table.
 
-All rows train on the same seeded random 80/20 split of the embedded MovieLens latest-small with 50 factors,
-fit_one_cycle(5, 5e-3, wd=0.1) and batch 64, and the script prints seconds per epoch and validation MSE side by side
-with the speed ratios:
+`time` (default): on one seeded random 80/20 split per data set, fastai's own `collab_learner` under the book's
+recipe (`fit_one_cycle(5, 5e-3, wd=0.1)`, bs 64, 50 factors, torch's default threads as a user gets it) sets the
+target, its final validation MSE; the kit's default recipe (`CollabConfig()`, DotProductBias) is timed from its first
+batch until its validation MSE is no worse than that target (epoch granularity: an epoch's time includes its
+validation pass). The ratio is collab_learner's total training time over the kit's time to the target.
 
-- kit: `paddy.collab.train.fit_collab` (fastai's Learner without idle callback calls, fused Adam, tensor batches);
-- fastai: fastai's own `collab_learner` over the TabularPandas pipeline, as a user gets it (torch's default thread
-  count unless --fastai-threads says otherwise);
-- bare PyTorch: the kit's model, batches and optimizer with the same one-cycle schedule in a plain loop and no
-  fastai Learner at all. It shows what the Learner itself costs, and the floor for this model and batch size on
-  this machine: no Learner-based loop can beat it.
+`table`: u1 RMSE and the mean over u1..u5 (MovieLens 100k's canonical base/test files) for each model under its
+fast recipe, with training seconds, beside the published anchors. `tune`: a model's recipe candidates scored on a
+validation part of u1.base only (10%, seeded), never on u1.test: how the recipes were chosen.
 
-    .venv/bin/python bench/collab.py [--epochs 5] [--threads 1] [--fastai-threads N] [--data ml-latest-small]
+    .venv/bin/python bench/collab.py time [--data ml-latest-small /tmp/ml-100k]
+    .venv/bin/python bench/collab.py table --ml100k /tmp/ml-100k [--splits u1 u2 u3 u4 u5] [--models dot bias ...]
+    .venv/bin/python bench/collab.py tune --ml100k /tmp/ml-100k --model autorec
 """
 
 import argparse
+import json
 import time
 
 import torch
 
-from paddy.collab.data import load_ratings, split_frames
+from paddy.collab.config import CollabConfig
+from paddy.collab.data import load_ratings, random_split, split_frames
 from paddy.collab.evaluate import evaluate_ratings
-from paddy.collab.train import CollabConfig, fit_collab
+from paddy.collab.train import fit_collab
+
+ANCHORS = {"GLocal-K": 0.8889, "IGMC": 0.905, "GC-MC": "0.905-0.910", "Surprise SVD (5-fold)": 0.934}
+MODELS = ("dot", "bias", "nn", "autorec", "svdpp", "blend")
+# Candidates tried on a validation part of u1.base (README has the scores); the fast recipes are the best of each.
+TUNE = {
+    "bias": [{"bs": 1024, "lr": 1e-2, "wd": 0.5, "epochs": 5}, {"bs": 512, "lr": 1e-2, "wd": 0.5, "epochs": 6},
+             {"bs": 2048, "lr": 3e-2, "wd": 1.0, "epochs": 5}],
+    "autorec": [{"lr": 3e-3, "wd": w, "epochs": e} for w, e in ((5, 40), (10, 40), (20, 60))],
+    "svdpp": [{"bs": 4096, "lr": lr, "wd": w, "epochs": 15} for lr, w in ((1e-2, 1), (3e-2, 1), (1e-2, 2), (3e-2, 3))],
+}
 
 
-def run(name, train, valid, config, titles):
-    """Fit one model through `fit_collab`; returns a result row."""
+def timed_fit(train, valid, config, titles=None):
+    """Fit and time one model: (FitResult, wall seconds)."""
     start = time.perf_counter()
     result = fit_collab(train, valid, config, titles, progress=False)
-    seconds = [row["seconds"] for row in result.history]
-    cpu = [row["cpu_seconds"] for row in result.history]
-    score = evaluate_ratings(result.fitted, valid)
-    return {"name": name, "threads": config.threads, "s_per_epoch": sum(seconds) / len(seconds),
-            "cpu_s_per_epoch": sum(cpu) / len(cpu), "valid_mse": result.history[-1]["valid_loss"],
-            "mse_cold_filled": score["mse"], "total_s": time.perf_counter() - start}
+    return result, time.perf_counter() - start
 
 
-def bare_run(train, valid, config):
-    """The kit's model, batches and FusedAdam under fit_one_cycle's lr and mom schedule, in a plain PyTorch loop."""
-    import torch.nn.functional as F
-    from fastai.callback.schedule import combined_cos
+def seconds_to(history, target):
+    """Wall seconds from the first batch until an epoch's validation MSE is <= `target` (None if never)."""
+    elapsed = 0.0
+    for row in history:
+        elapsed += row["seconds"]
+        if row["valid_loss"] <= target:
+            return elapsed
+    return None
 
-    from paddy import runtime
-    from paddy.collab.loop import FusedAdam
-    from paddy.collab.train import TensorLoader, fastai_wd, prepare
 
-    start = time.perf_counter()
-    prepared = prepare(train, valid, config)
-    model = prepared.model
-    train_dl = TensorLoader(*prepared.train_xy, bs=config.bs, shuffle=True, seed=config.seed)
-    valid_dl = TensorLoader(*prepared.valid_xy, bs=max(config.bs, 1024))
-    opt = FusedAdam(list(model.parameters()), decouple_wd=config.wd_mode == "decoupled")
-    opt.set_hyper("wd", fastai_wd(config))
-    # fit_one_cycle's defaults: pct_start 0.25, div 25, div_final 1e5, moms (0.95, 0.85, 0.95)
-    lr_at = combined_cos(0.25, config.lr / 25, config.lr, config.lr / 1e5)
-    mom_at = combined_cos(0.25, 0.95, 0.85, 0.95)
-    total, done, seconds, cpu, valid_mse = config.epochs * len(train_dl), 0, [], [], None
-    with runtime.torch_threads(config.threads):
-        for _ in range(config.epochs):
-            wall, process = time.perf_counter(), time.process_time()
-            model.train()
-            for x, y in train_dl:
-                opt.set_hyper("lr", lr_at(done / total))
-                opt.set_hyper("mom", mom_at(done / total))
-                F.mse_loss(model(x), y).backward()
-                opt.step()
-                opt.zero_grad()
-                done += 1
-            model.eval()
-            with torch.no_grad():
-                squared = sum(F.mse_loss(model(x), y, reduction="sum").item() for x, y in valid_dl)
-            valid_mse = squared / len(valid_dl.y)
-            seconds.append(time.perf_counter() - wall)
-            cpu.append(time.process_time() - process)
-    return {"name": "bare PyTorch loop", "threads": config.threads, "s_per_epoch": sum(seconds) / len(seconds),
-            "cpu_s_per_epoch": sum(cpu) / len(cpu), "valid_mse": valid_mse, "mse_cold_filled": float("nan"),
-            "total_s": time.perf_counter() - start}
+def time_to_quality(data, fastai_threads):
+    """One data set's row: collab_learner's book recipe against the kit's default recipe on the same split."""
+    ratings = load_ratings(data)
+    train, valid = split_frames(ratings, "random", 0.2, 42)
+    book = CollabConfig(kind="fastai", recipe="book", threads=fastai_threads)
+    theirs, _ = timed_fit(train, valid, book, ratings.titles)
+    ours, _ = timed_fit(train, valid, CollabConfig(), ratings.titles)
+    target = theirs.history[-1]["valid_loss"]
+    their_seconds = sum(row["seconds"] for row in theirs.history)
+    reach = seconds_to(ours.history, target)
+    return {"data": ratings.source, "train": len(train), "valid": len(valid), "fastai_mse": target,
+            "fastai_seconds": their_seconds, "kit_seconds_to_target": reach,
+            "kit_mse": ours.history[-1]["valid_loss"], "kit_seconds": sum(row["seconds"] for row in ours.history),
+            "ratio": their_seconds / reach if reach else None, "kit_config": CollabConfig().to_dict()}
+
+
+def print_time(rows):
+    """The time-to-quality table."""
+    print("| data | collab_learner (book) final MSE | its training s | kit default: s to that MSE | kit final MSE "
+          "| kit training s | ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        reach = "never" if r["kit_seconds_to_target"] is None else f"{r['kit_seconds_to_target']:.2f}"
+        ratio = "-" if r["ratio"] is None else f"**{r['ratio']:.0f}x**"
+        print(f"| {r['data']} ({r['train']}/{r['valid']}) | {r['fastai_mse']:.4f} | {r['fastai_seconds']:.1f} | "
+              f"{reach} | {r['kit_mse']:.4f} | {r['kit_seconds']:.2f} | {ratio} |")
+
+
+def model_table(folder, splits, kinds):
+    """Test RMSE and training seconds per model and canonical split (fast recipes)."""
+    ratings = load_ratings(folder)
+    rows = {}
+    for kind in kinds:
+        for split in splits:
+            train, test = split_frames(ratings, split)
+            result, seconds = timed_fit(train, test, CollabConfig(kind=kind), ratings.titles)
+            rows[kind, split] = (evaluate_ratings(result.fitted, test)["rmse"], seconds, result.info)
+            print(f"{kind} {split}: RMSE {rows[kind, split][0]:.4f} in {seconds:.1f} s "
+                  + (json.dumps(result.info["weights"]) if result.info else ""), flush=True)
+    return rows
+
+
+def print_table(rows, splits, kinds):
+    """Markdown: u1 RMSE, mean over the splits, seconds."""
+    print(f"| model | u1 RMSE | mean RMSE {splits[0]}..{splits[-1]} | training s (u1) |")
+    print("| --- | --- | --- | --- |")
+    for kind in kinds:
+        rmses = [rows[kind, split][0] for split in splits]
+        print(f"| {kind} | {rows[kind, splits[0]][0]:.4f} | {sum(rmses) / len(rmses):.4f} | "
+              f"{rows[kind, splits[0]][1]:.1f} |")
+    for name, value in ANCHORS.items():
+        print(f"| {name} (published) | {value} | | |")
+
+
+def tune(folder, kind):
+    """Each candidate recipe's RMSE on a seeded 10% validation part of u1.base (u1.test never read)."""
+    base, _ = split_frames(load_ratings(folder), "u1")
+    inner, held = random_split(len(base), 0.1, 7)
+    train, valid = base.iloc[inner].reset_index(drop=True), base.iloc[held].reset_index(drop=True)
+    for values in TUNE[kind]:
+        result, seconds = timed_fit(train, valid, CollabConfig(kind=kind, **values))
+        print(f"{kind} {values}: validation RMSE {evaluate_ratings(result.fitted, valid)['rmse']:.4f} "
+              f"in {seconds:.1f} s", flush=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="ml-latest-small", help="ml-latest-small (embedded) or a ratings path")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for the kit and the bare loop")
+    parser.add_argument("mode", nargs="?", default="time", choices=("time", "table", "tune"))
+    parser.add_argument("--data", nargs="+", default=["ml-latest-small"], help="time: data sets (names or paths)")
+    parser.add_argument("--ml100k", help="table, tune: an unpacked MovieLens 100k folder (never committed)")
+    parser.add_argument("--splits", nargs="+", default=["u1", "u2", "u3", "u4", "u5"])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--model", default="autorec", choices=sorted(TUNE))
     parser.add_argument("--fastai-threads", type=int, default=torch.get_num_threads(),
                         help="torch threads for collab_learner (default: torch's default, as a user gets it)")
     args = parser.parse_args()
-    ratings = load_ratings(args.data)
-    base = CollabConfig(kind="bias", factors=50, epochs=args.epochs, lr=5e-3, wd=0.1, bs=64, seed=42,
-                        threads=args.threads)
-    train, valid = split_frames(ratings, "random", base.valid_pct, base.seed)
-    print(f"{ratings.source}: {len(train)} train / {len(valid)} valid ratings; fit_one_cycle({args.epochs}, 5e-3, "
-          f"wd=0.1), bs 64, 50 factors; torch {torch.__version__}, {torch.get_num_threads()} default threads")
-    kit = run("kit DotProductBias", train, valid, base, ratings.titles)
-    fastai = run("fastai collab_learner", train, valid, base.replace(kind="fastai", threads=args.fastai_threads),
-                 ratings.titles)
-    bare = bare_run(train, valid, base)
-    print(f"{'model':24s} {'threads':>7s} {'s/epoch':>8s} {'CPU s/epoch':>11s} {'valid MSE':>9s} "
-          f"{'MSE (cold rows = mean)':>22s}")
-    for row in (kit, fastai, bare):
-        print(f"{row['name']:24s} {row['threads']:7d} {row['s_per_epoch']:8.2f} {row['cpu_s_per_epoch']:11.2f} "
-              f"{row['valid_mse']:9.4f} {row['mse_cold_filled']:22.4f}")
-    print(f"speed ratio (fastai / kit): wall s/epoch {fastai['s_per_epoch'] / kit['s_per_epoch']:.1f}x, "
-          f"CPU s/epoch {fastai['cpu_s_per_epoch'] / kit['cpu_s_per_epoch']:.1f}x; "
-          f"valid MSE kit {kit['valid_mse']:.4f} vs fastai {fastai['valid_mse']:.4f} "
-          f"({'no worse' if kit['valid_mse'] <= fastai['valid_mse'] else 'WORSE'})")
-    print(f"floor (fastai / bare PyTorch loop): wall s/epoch {fastai['s_per_epoch'] / bare['s_per_epoch']:.1f}x; "
-          f"the kit's Learner costs {kit['s_per_epoch'] / bare['s_per_epoch']:.2f}x the bare loop "
-          f"(bare loop valid MSE {bare['valid_mse']:.4f})")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} default threads; kit trains on 1 thread")
+    if args.mode == "time":
+        print_time([time_to_quality(data, args.fastai_threads) for data in args.data])
+    elif args.mode == "table":
+        print_table(model_table(args.ml100k, args.splits, args.models), args.splits, args.models)
+    else:
+        tune(args.ml100k, args.model)
 
 
 if __name__ == "__main__":

@@ -156,7 +156,8 @@ def test_similar_never_lists_the_item_itself_when_n_exceeds_the_catalogue(tmp_pa
     out = tmp_path / "out"
     assert run(capsys, "collab", "--data", str(write_ratings(tmp_path / "r.csv", 12, 6)), "--epochs", "1", "--out",
                str(out), "--quiet")[0] == 0
-    code, text, err = run(capsys, "collab", "similar", "--model", str(out), "--item", "3", "-n", "50", "--min-count", "1")
+    code, text, err = run(capsys, "collab", "similar", "--model", str(out), "--item", "3", "-n", "50",
+                          "--min-count", "1")
     assert code == 0, err
     listed = [line.split()[-1] for line in text.strip().splitlines()[1:]]
     assert "3" not in listed and "inf" not in text and len(listed) == 5

@@ -128,7 +128,7 @@ def register(subparsers):
                           "plus these (a new user's on these alone); rated items are never recommended")
     rec.set_defaults(func=recommend_command)
     sim = actions.add_parser("similar", help="items closest to one item (cosine of item vectors; nn and blend: "
-                                             "correlation of predicted ratings)")
+                                             "of predicted ratings)")
     sim.add_argument("--model", required=True, help="a folder written by `paddy collab`")
     sim.add_argument("--item", required=True, help="a title (or a unique part of one) or an item id")
     sim.add_argument("-n", type=positive_int, default=10, help="how many items")

@@ -30,8 +30,8 @@ FAST = {
     "scratch": {"factors": 50, "epochs": 5, "lr": 1e-2, "wd": 0.5, "bs": 1024},
     "fastai": {"factors": 50, "epochs": 5, "lr": 1e-2, "wd": 0.5, "bs": 1024},
     "nn": {"factors": 50, "epochs": 5, "lr": 1e-2, "wd": 0.5, "bs": 1024},
-    "autorec": {"factors": 500, "epochs": 40, "lr": 3e-3, "wd": 0.1, "bs": 2048},
-    "svdpp": {"factors": 50, "epochs": 8, "lr": 1e-2, "wd": 0.5, "bs": 1024},
+    "autorec": {"factors": 500, "epochs": 40, "lr": 3e-3, "wd": 10.0, "bs": 2048},
+    "svdpp": {"factors": 50, "epochs": 5, "lr": 1e-2, "wd": 0.5, "bs": 1024},
 }
 DEFAULT_MEMBERS = ("autorec", "svdpp", "bias")
 

@@ -90,7 +90,7 @@ def save_model(fitted, path):
 def rebuild(kind, shape, history):
     """An untrained module of `kind` with the saved `shape` (a blend's members too) and training `history`."""
     y_range = tuple(shape["y_range"]) if shape["y_range"] else None
-    parts = {member["kind"]: rebuild(member["kind"], {**shape, **member}, history)
+    parts = {member["kind"]: rebuild(member["kind"], {**shape, "members": None, **member}, history)
              for member in shape.get("members") or ()}
     return build_model(kind, shape["n_users"], shape["n_items"], shape["n_factors"], y_range, tuple(shape["layers"]),
                        history if kind in HISTORY_KINDS else None, parts, shape.get("clip"))

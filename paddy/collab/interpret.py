@@ -32,11 +32,16 @@ def item_factors(fitted):
     return None if vectors is None else vectors.numpy()[1:]
 
 
-def predicted_ratings(fitted, items):
-    """Predicted ratings of `items` (indices) by every training user: (len(items), n_users)."""
-    users = np.arange(1, len(fitted.users) + 1)
+def rating_profiles(fitted):
+    """Each known item's predicted ratings by every training user, less the user and item means: (n_items, n_users).
+
+    Removing both means leaves what is particular to an item and a user together: two items that only share a
+    popularity and a rating scale (all an additive model knows) are not alike here.
+    """
+    users, items = np.arange(1, len(fitted.users) + 1), np.arange(1, len(fitted.items) + 1)
     grid_items, grid_users = np.repeat(items, len(users)), np.tile(users, len(items))
-    return predict_index(fitted.model, grid_users, grid_items).reshape(len(items), len(users))
+    table = predict_index(fitted.model, grid_users, grid_items).reshape(len(items), len(users))
+    return table - table.mean(0) - table.mean(1, keepdims=True) + table.mean()
 
 
 def similarity_measure(fitted):
@@ -44,14 +49,14 @@ def similarity_measure(fitted):
     if item_vectors(fitted.model) is not None:
         return "cosine of item codes" if fitted.kind == "autorec" else "cosine of item factors"
     why = "CollabNN's embeddings are not a space cosine reads" if fitted.kind == "nn" else "a blend has no item vectors"
-    return f"correlation of predicted ratings over the training users ({why})"
+    return f"cosine of predicted ratings over the training users, user and item means removed ({why})"
 
 
 def pca_items(fitted, n=50):
     """2-D PCA coordinates of the `n` most-rated items' factors (PCA fitted on all items), with their titles."""
     factors = item_factors(fitted)
     if factors is None:  # nn, blend: each item's predicted ratings over the users play its vector
-        factors = predicted_ratings(fitted, np.arange(1, len(fitted.items) + 1))
+        factors = rating_profiles(fitted)
     centred = factors - factors.mean(0)
     _, _, components = np.linalg.svd(centred, full_matrices=False)
     top = np.argsort(-fitted.item_counts()[1:], kind="stable")[:n]
@@ -122,11 +127,8 @@ def similar_items(fitted, index: int, n: int = 10, min_count: int = MIN_COUNT) -
         raise DataError(f"no other item has at least {min_count} training ratings (the most rated has {most}); "
                         "lower --min-count")
     factors = item_factors(fitted)
-    if factors is None:
-        rows = predicted_ratings(fitted, np.concatenate([[index], candidates + 1]))
-        target, others = rows[0] - rows[0].mean(), rows[1:] - rows[1:].mean(1, keepdims=True)
-    else:
-        target, others = factors[index - 1], factors[candidates]
+    factors = rating_profiles(fitted) if factors is None else factors
+    target, others = factors[index - 1], factors[candidates]
     sims = others @ target / ((np.linalg.norm(others, axis=1) + 1e-12) * (np.linalg.norm(target) + 1e-12))
     order = np.argsort(-sims, kind="stable")[:n]
     return [(fitted.titles[candidates[i]], float(sims[i])) for i in order]

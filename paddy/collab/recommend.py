@@ -18,8 +18,10 @@ from torch.func import functional_call
 from paddy.collab.evaluate import predict_index
 from paddy.collab.fitted import CollabModel
 from paddy.collab.interpret import find_item
-from paddy.collab.models import SVDpp, members, table
+from paddy.collab.models import SVDpp, item_vectors, members, table
 from paddy.core.errors import DataError
+
+FOLD_LR = 0.05  # fold-in's Adam lr for a model without item vectors (CollabNN)
 
 
 def replace_row(weight, row, values):
@@ -27,34 +29,56 @@ def replace_row(weight, row, values):
     return torch.cat([weight[:row], values[None], weight[row + 1:]])
 
 
-def fit_user_row(model, user, item_indices, ratings, steps=200, lr=0.05, wd=0.01):
+def adam_step(params, grads, moments, step, lr, betas=(0.9, 0.999), eps=1e-8):
+    """One Adam step in place on lists of tensors (moments: one (m, v) pair per tensor)."""
+    # torch.optim.Adam's first use imports torch._dynamo (13 s here): too much for a one-user fold-in
+    for param, grad, (m, v) in zip(params, grads, moments, strict=True):
+        m.mul_(betas[0]).add_(grad, alpha=1 - betas[0])
+        v.mul_(betas[1]).addcmul_(grad, grad, value=1 - betas[1])
+        denom = (v / (1 - betas[1] ** step)).sqrt_().add_(eps)
+        param.addcdiv_(m, denom, value=-lr / (1 - betas[0] ** step))
+
+
+def row_lr(model, item_indices, step):
+    """Adam's lr for a user row: about `step` of output change per step, whatever the size of the item vectors."""
+    # Adam moves every coordinate by about lr, so the rating moves by about lr * |item vector|_1: 50 small factors
+    # want a far larger lr than AutoRec's 500 codes in (0, 1).
+    vectors = item_vectors(model)
+    if vectors is None:
+        return FOLD_LR
+    l1 = float(vectors[torch.as_tensor(np.asarray(item_indices, dtype=np.int64))].abs().sum(1).mean())
+    return step / max(l1, 1e-3)
+
+
+def fit_user_row(model, user, item_indices, ratings, steps=200, step=0.5, wd=0.01):
     """Fit row `user` of `model`'s user tables (in place) to (item, rating) pairs, every other weight fixed."""
     if hasattr(model, "observe_user"):
         model.observe_user(user, item_indices, ratings)
     keys = {id(p): key for key, p in model.named_parameters()}
     weights = {keys[id(w)]: w for w in (table(model, "user_factors"), table(model, "user_bias")) if w is not None}
-    params = {key: nn.Parameter(w[user].clone()) for key, w in weights.items()}
+    rows = {key: w[user].clone().requires_grad_(True) for key, w in weights.items()}
+    moments = [(torch.zeros_like(r), torch.zeros_like(r)) for r in rows.values()]
     x = torch.tensor([[user, int(i)] for i in item_indices], dtype=torch.int64)
     y = torch.tensor(np.asarray(ratings, dtype=np.float32))
-    opt = torch.optim.Adam(params.values(), lr=lr)
-    for _ in range(steps):
-        tables = {key: replace_row(w, user, params[key]) for key, w in weights.items()}
+    lr = row_lr(model, item_indices, step)
+    for k in range(1, steps + 1):
+        tables = {key: replace_row(w, user, rows[key]) for key, w in weights.items()}
         loss = ((functional_call(model, tables, (x,)) - y) ** 2).mean()
-        loss = loss + wd * sum((p ** 2).sum() for p in params.values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        loss = loss + wd * sum((r ** 2).sum() for r in rows.values())
+        grads = torch.autograd.grad(loss, list(rows.values()))
+        with torch.no_grad():
+            adam_step(list(rows.values()), grads, moments, k, lr)
     with torch.no_grad():
         for key, w in weights.items():
-            w[user] = params[key]
+            w[user] = rows[key]
 
 
-def fold_in(fitted: CollabModel, item_indices, ratings, user_index: int = 0, steps: int = 200, lr: float = 0.05,
+def fold_in(fitted: CollabModel, item_indices, ratings, user_index: int = 0, steps: int = 200, step: float = 0.5,
             wd: float = 0.01) -> nn.Module:
     """A copy of the model whose row `user_index` (0: a new user) is fitted to that user's (item, rating) pairs."""
     model = copy.deepcopy(fitted.model).eval().requires_grad_(False)
     for member in members(model):
-        fit_user_row(member, user_index, item_indices, ratings, steps, lr, wd)
+        fit_user_row(member, user_index, item_indices, ratings, steps, step, wd)
     return model
 
 

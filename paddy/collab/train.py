@@ -100,33 +100,31 @@ class TensorLoader:
 
 
 class ItemLoader(TensorLoader):
-    """Batches of about `bs` ratings that hold whole items (every training rating of each), items shuffled.
+    """Batches of whole items (every training rating of each), items shuffled; about `bs` ratings a batch.
 
     AutoRec encodes each item of a batch from its whole column of ratings: with whole items per batch every item is
     encoded once an epoch, where random batches of ratings would encode most items again in every batch.
     """
 
-    def __len__(self):
-        return len(self.batches(torch.arange(len(self.x))))
+    def __init__(self, x, y, bs=64, shuffle=False, seed=None, device="cpu"):
+        super().__init__(x, y, bs, shuffle, seed, device)
+        self.present = torch.unique(self.x[:, 1])
+        # a fixed number of items per batch keeps len() exact, which fit_one_cycle's schedule counts on
+        self.per_batch = max(1, round(bs * len(self.present) / max(len(self.x), 1)))
 
-    def batches(self, order):
-        """Split `order` (rating indices sorted by item) into runs of about `bs` ratings at item boundaries."""
-        items = self.x[order, 1]
-        starts = torch.ones(len(items), dtype=torch.bool)
-        starts[1:] = items[1:] != items[:-1]
-        first = torch.cumsum(starts, 0) - 1  # item run of each rating
-        run_start = torch.nonzero(starts)[:, 0]
-        batch_of_run = torch.div(run_start, self.bs, rounding_mode="floor")
-        cuts = torch.nonzero(torch.diff(batch_of_run[first], prepend=torch.tensor([-1]))).reshape(-1)
-        return torch.tensor_split(order, cuts[1:])
+    def __len__(self):
+        return -(-len(self.present) // self.per_batch) if self.shuffle else super().__len__()
 
     def __iter__(self):
         if not self.shuffle:
             yield from super().__iter__()
             return
-        rank = torch.randperm(int(self.x[:, 1].max()) + 1, generator=self.generator)
-        order = torch.argsort(rank[self.x[:, 1]], stable=True)
-        for idx in self.batches(order):
+        rank = torch.zeros(int(self.x[:, 1].max()) + 1, dtype=torch.int64)
+        rank[self.present[torch.randperm(len(self.present), generator=self.generator)]] = torch.arange(
+            len(self.present))
+        batch = torch.div(rank[self.x[:, 1]], self.per_batch, rounding_mode="floor")
+        order = torch.argsort(batch, stable=True)
+        for idx in torch.split(order, torch.bincount(batch, minlength=len(self)).tolist()):
             yield self.x[idx], self.y[idx]
 
 

@@ -34,6 +34,7 @@ FAST = {
     "svdpp": {"factors": 50, "epochs": 5, "lr": 1e-2, "wd": 0.5, "bs": 1024},
 }
 DEFAULT_MEMBERS = ("autorec", "svdpp", "bias")
+BOOK_KINDS = ("dot", "bias", "scratch", "nn", "fastai")  # the book's chapter 8 models
 
 
 def recipe_defaults(kind, recipe="fast", wd_mode="decoupled"):
@@ -48,8 +49,6 @@ def recipe_defaults(kind, recipe="fast", wd_mode="decoupled"):
     values = dict(BOOK if recipe == "book" else FAST[kind])
     return values | ({"wd": L2_WD} if wd_mode == "l2" else {})
 
-
-BOOK_KINDS = ("dot", "bias", "scratch", "nn", "fastai")
 
 
 @dataclass(frozen=True)

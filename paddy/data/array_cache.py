@@ -124,13 +124,17 @@ def transform_image(path, item_hw, method, stored_hw):
 
 
 def reference_size(paths):
-    """The most common (width, height) among the images at `paths` (headers only); ties: the first seen."""
-    from PIL import Image
-
+    """The most common (width, height) among the images at `paths` (headers only; an unreadable one is skipped
+    here and reported by the writer); ties: the first seen."""
     counts = collections.Counter()
     for path in paths:
-        with Image.open(path) as image:
-            counts[image.size] += 1
+        try:
+            with Image.open(path) as image:
+                counts[image.size] += 1
+        except (OSError, SyntaxError, ValueError):
+            continue
+    if not counts:
+        raise DataError(f"none of the {len(paths)} training images could be read: run paddy check on the data")
     return counts.most_common(1)[0][0]
 
 

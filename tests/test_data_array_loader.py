@@ -38,7 +38,8 @@ def _described(batch):
 
 def test_same_split_vocabs_and_lengths_as_the_jpeg_path(both):
     jpeg, array = both
-    assert loaders.dataloader_vocabs(array, ("label", "variety")) == loaders.dataloader_vocabs(jpeg, ("label", "variety"))
+    targets = ("label", "variety")
+    assert loaders.dataloader_vocabs(array, targets) == loaders.dataloader_vocabs(jpeg, targets)
     assert list(array.valid.items["image_id"]) == list(jpeg.valid.items["image_id"])
     assert sorted(array.train.items["image_id"]) == sorted(jpeg.train.items["image_id"])
     assert (len(array.train), len(array.valid), array.n_inp) == (len(jpeg.train), len(jpeg.valid), jpeg.n_inp)

@@ -16,6 +16,8 @@ What differs from the JPEG path:
   within 1/255 away from the window's edge (the cache resizes the wider region, so edge pixels see their
   neighbours).
 - Item transforms (`after_item`, `before_batch`) never run: there are no items, only batches.
+- No DataLoader workers by default (fastai's default is one per CPU): a batch is one copy out of the page cache,
+  faster in-process than any worker could hand it over.
 - A model exported from an array-cache run (`model.pkl`) carries these DataLoaders, empty: loading it needs paddy.
 """
 
@@ -189,9 +191,11 @@ def array_dataloaders(cache, items, config, device=None):
     vocabs = target_vocabs(items, config.targets)
     train = ArrayItems(cache, "train", items[~is_valid], config.targets, vocabs, split_idx=0)
     valid = ArrayItems(cache, "train", items[is_valid], config.targets, vocabs, split_idx=1)
-    kwargs = {} if config.num_workers is None else {"num_workers": config.num_workers}
+    # Reading a batch is one memcpy from the page cache (tens of thousands of images/s in-process, bench/
+    # array_cache.py): worker processes would only add inter-process copies, so none unless asked for.
+    workers = 0 if config.num_workers is None else config.num_workers
     train_dl = ArrayDL(train, bs=config.micro_bs, shuffle=True, drop_last=True, device=device,
-                       after_batch=batch_transforms(config), **kwargs)
+                       after_batch=batch_transforms(config), num_workers=workers)
     # As fastai's Datasets.dataloaders: the validation loader shares the training loader's batch pipeline.
     valid_dl = train_dl.new(valid, shuffle=False, drop_last=False)
     return ArrayDataLoaders(train_dl, valid_dl, device=device)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from fastai.vision.all import PILImage, Resize, ResizeMethod
 
+from paddy.core.errors import ConfigError, DataError
 from paddy.data import array_cache
-from paddy.errors import ConfigError, DataError
 
 METHODS = {"squish": ResizeMethod.Squish, "crop": ResizeMethod.Crop, "pad": ResizeMethod.Pad}
 

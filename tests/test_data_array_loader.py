@@ -6,9 +6,9 @@ import pytest
 import torch
 from fastai.torch_core import TensorImage
 
-from paddy.config import TrainConfig
+from paddy.core.config import TrainConfig
+from paddy.core.errors import DataError
 from paddy.data import array_cache, array_loader, folder, loaders
-from paddy.errors import DataError
 
 
 def _config(**changes):

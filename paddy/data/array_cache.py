@@ -35,9 +35,12 @@ import numpy as np
 from fastai.vision.core import PILImage
 from PIL import Image
 
-from paddy import atomic, competition
-from paddy.data import test_items, train_items
-from paddy.errors import ConfigError, DataError
+from paddy.core import atomic
+from paddy.core.config import parse_size
+from paddy.core.errors import ConfigError, DataError
+from paddy.core.tables import read_csv
+from paddy.data import competition
+from paddy.data.folder import read_train_csv, test_items, train_items
 
 FORMAT = "paddy-array-cache"
 VERSION = 1
@@ -233,8 +236,6 @@ class ArraySummary:
 
 def check_item(item_size, item_method):
     """(height, width) and method, checked; ConfigError otherwise."""
-    from paddy.config import parse_size
-
     if item_method not in METHODS:
         raise ConfigError(f"item method must be one of {', '.join(METHODS)}, got {item_method!r}")
     return parse_size(item_size, "item size"), item_method
@@ -279,18 +280,15 @@ def manifest(data, item_hw, method, stored_hw, arrays, digest):
 
 def check_source(data):
     """DataError unless `data` is a competition folder with readable CSVs."""
-    from paddy.check import EXPECTED, read_csv_checked
-
     if not data.is_dir():
         raise DataError(f"{data} does not exist or is not a folder: pass a competition folder to cache")
-    missing = [name for name in EXPECTED if not (data / name).exists()]
+    names = (competition.TRAIN_CSV, competition.SAMPLE_SUBMISSION_CSV, competition.TRAIN_IMAGES,
+             competition.TEST_IMAGES)
+    missing = [name for name in names if not (data / name).exists()]
     if missing:
         raise DataError(f"{data} is not a competition folder: it lacks {', '.join(missing)}")
-    problems = []
-    read_csv_checked(data / competition.TRAIN_CSV, competition.TRAIN_COLUMNS, problems)
-    read_csv_checked(data / competition.SAMPLE_SUBMISSION_CSV, competition.SUBMISSION_COLUMNS, problems)
-    if problems:
-        raise DataError(f"{data}: {'; '.join(problems)}; fix it (paddy check {data}) before caching")
+    read_train_csv(data, targets=())
+    read_csv(data / competition.SAMPLE_SUBMISSION_CSV, f"run paddy check {data}", dtype=str)
 
 
 def _replace_folder(tmp, out):
@@ -460,8 +458,6 @@ def open_array(cache, split, info=None):
 
 def cache_items(cache, split):
     """index.csv's rows of `split`, in array order: image_id, label, variety, age, row (test: image_id, row)."""
-    from paddy.data import read_csv
-
     index = read_csv(Path(cache) / INDEX, f"remake the cache (paddy resize ... {cache} --format array)",
                      dtype={"image_id": str, "label": str, "variety": str}, keep_default_na=False)
     rows = index[index["split"] == split].sort_values("row").reset_index(drop=True)

@@ -25,6 +25,7 @@ import contextlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from fastai.data.core import DataLoaders, TfmdDL
 from fastai.data.transforms import CategoryMap, IntToFloatTensor
@@ -33,10 +34,11 @@ from fastai.vision.augment import RandTransform, aug_transforms
 from fastcore.foundation import L
 from fasttransform.cast import explode_types
 
-from paddy import runtime
-from paddy.data import require_targets, target_vocabs, valid_mask
+from paddy.core import runtime
+from paddy.core.config import TrainConfig
+from paddy.core.errors import DataError
 from paddy.data.array_cache import cache_items, open_array, require_cache
-from paddy.errors import DataError
+from paddy.data.folder import require_targets, target_vocabs, valid_mask
 
 
 class ArrayItems:
@@ -172,13 +174,14 @@ class ArrayDataLoaders(DataLoaders):
         raise DataError(f"{where} in one split of the array cache {dataset.cache}: pass its test or its train ids")
 
 
-def batch_transforms(config):
+def batch_transforms(config: TrainConfig) -> list:
     """The batch side, in fastai's order: the item window, uint8 to float, then the JPEG path's aug_transforms."""
     return [WindowCrop(config.item_size), IntToFloatTensor(),
             *aug_transforms(size=config.size, min_scale=config.min_scale)]
 
 
-def array_dataloaders(cache, items, config, device=None):
+def array_dataloaders(cache: str | Path, items: pd.DataFrame, config: TrainConfig,
+                      device: str | None = None) -> ArrayDataLoaders:
     """Seeded fastai DataLoaders over the array cache `cache` for `config.targets`: the JPEG path's split, vocabs,
     batch size and batch transforms; `items` are the cache's training rows (`cache_items(cache, "train")`)."""
     require_cache(cache, item_size=config.item_size, item_method=config.item_method, check_source=False)

@@ -27,12 +27,15 @@ def register(subparsers):
                                    description=DESCRIPTION, epilog=EPILOG,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", nargs="?", metavar="DATA",
-                        help="competition folder (default on Kaggle: the competition's input folder)")
+                        help="competition folder, or an array cache (paddy resize --format array) "
+                             "(default on Kaggle: the competition's input folder)")
     one = parser.add_argument_group("one run")
     one.add_argument("--arch", help="timm name, e.g. convnext_small.fb_in22k, vit_large_patch16_224, resnet10t")
     one.add_argument("--size", type=size,
                      help="batch image size after augmentation: 224 or HEIGHT,WIDTH (224)")
-    one.add_argument("--item-size", type=size, help="per-image resize, HEIGHT,WIDTH (480)")
+    one.add_argument("--item-size", type=size,
+                     help="per-image resize, HEIGHT,WIDTH (default: from the data: an array cache's item size, "
+                          "else the images' size, at most 480 a side)")
     one.add_argument("--item-method", choices=("squish", "crop", "pad"), help="(squish)")
     one.add_argument("--epochs", type=positive_int, help="(12)")
     one.add_argument("--lr", type=positive_float, help="(0.01)")

@@ -79,7 +79,7 @@ class TrainConfig:
 
     arch: str
     size: tuple = (224, 224)  # (height, width) of the batch augmentation output
-    item_size: tuple = (480, 480)  # (height, width) of the per-item resize, as in the notebooks
+    item_size: tuple | None = None  # (height, width) of the per-item resize; None: from the data (see data.source)
     item_method: str = "squish"
     min_scale: float = 0.75
     epochs: int = 12
@@ -104,7 +104,8 @@ class TrainConfig:
         if not isinstance(self.arch, str) or not self.arch.strip():
             raise ConfigError("arch must be a timm model name, e.g. convnext_small.fb_in22k")
         set_(self, "size", parse_size(self.size, "size"))
-        set_(self, "item_size", parse_size(self.item_size, "item_size"))
+        if self.item_size is not None:  # None: the run takes it from its data (paddy.data.source.data_item_size)
+            set_(self, "item_size", parse_size(self.item_size, "item_size"))
         set_(self, "targets", _parse_targets(self.targets))
         set_(self, "target_weights", parse_weights(self.target_weights, len(self.targets)))
         # A plan file can hold any TOML type: refuse the wrong ones here, not as a traceback mid-run.
@@ -137,7 +138,7 @@ class TrainConfig:
         """A folder-safe name: the member's own name, else arch, item transform, size and any extra targets."""
         if self.name:
             return _slug(self.name)
-        item = f"{self.item_method}{self.item_size[0]}x{self.item_size[1]}"
+        item = f"{self.item_method}" + (f"{self.item_size[0]}x{self.item_size[1]}" if self.item_size else "auto")
         extra_targets = "".join(f"-{t}" for t in self.targets[1:])  # a multi-target twin gets its own folder
         return _slug(f"{self.arch}-{item}-{self.size[0]}x{self.size[1]}{extra_targets}")
 

@@ -432,10 +432,29 @@ def cache_problems(cache, item_size=None, item_method=None, source=None, check_s
     """Every reason the array cache `cache` cannot serve a run asking for `item_size`/`item_method`/`source`."""
     info = read_manifest(cache)
     problems = request_problems(cache, info, item_size, item_method, source)
-    problems += array_problems(cache, info)
-    if not (Path(cache) / INDEX).is_file():
-        problems.append(f"{Path(cache) / INDEX} is missing: remake the cache: {_remake(info)}")
+    problems += array_problems(cache, info) + index_problems(cache, info)
     return problems + (source_problems(cache, info) if check_source else [])
+
+
+def index_problems(cache, info):
+    """A line when index.csv is missing, unreadable, or does not hold one row per array row of each split."""
+    try:
+        counts = {split: len(cache_items(cache, split)) for split in SPLITS}
+    except DataError as error:
+        return [f"{error}; remake the cache: {_remake(info)}"]
+    return [f"{Path(cache) / INDEX} lists {counts[split]} {split} images, {split}.npy holds "
+            f"{info['arrays'][split]['shape'][0]}: remake the cache: {_remake(info)}"
+            for split in SPLITS if counts[split] != info["arrays"][split]["shape"][0]]
+
+
+def check_cache(cache):
+    """(problems, train images, test images) of the array cache `cache`: what `paddy check` reports for it."""
+    try:
+        info = read_manifest(cache)
+    except DataError as error:
+        return [str(error)], 0, 0
+    shapes = [info["arrays"][split]["shape"][0] for split in SPLITS]
+    return cache_problems(cache), *shapes
 
 
 def require_cache(cache, item_size=None, item_method=None, source=None, check_source=True):

@@ -15,7 +15,7 @@ from PIL import Image
 
 from paddy.core.errors import DataError
 from paddy.core.tables import read_csv
-from paddy.data import competition
+from paddy.data import array_cache, competition
 
 EXPECTED = (competition.TRAIN_CSV, competition.SAMPLE_SUBMISSION_CSV, competition.TRAIN_IMAGES,
             competition.TEST_IMAGES)
@@ -145,10 +145,13 @@ def decode_all(data, paths, workers=None, progress=True):
 
 
 def check_data(data, workers=None, progress=True):
-    """Check the competition folder `data` in one pass and return a CheckReport of every problem found."""
+    """Check the competition folder (or array cache) `data` in one pass; a CheckReport of every problem found."""
     data = Path(data)
     if not data.is_dir():
         return CheckReport(data, [f"{data} does not exist or is not a folder: pass a competition folder"])
+    if array_cache.is_array_cache(data):  # its images were decoded when it was written: check the arrays instead
+        problems, n_train, n_test = array_cache.check_cache(data)
+        return CheckReport(data, problems, n_train_images=n_train, n_test_images=n_test)
     if not any((data / name).exists() for name in EXPECTED):
         return CheckReport(data, [f"{data} is not a competition folder: it has none of {', '.join(EXPECTED)}"])
     problems = []

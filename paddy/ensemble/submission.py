@@ -7,7 +7,7 @@ import pandas as pd
 from paddy.core import atomic
 from paddy.core.errors import DataError
 from paddy.core.tables import read_csv
-from paddy.data import competition
+from paddy.data import array_cache, competition
 
 ID_COLUMN = "image_id"
 
@@ -35,8 +35,10 @@ def competition_sample() -> pd.DataFrame:
 
 
 def data_vocab(data: str | Path) -> tuple:
-    """The labels of a competition folder: the names of its train_images/ subfolders, sorted."""
+    """The labels of a competition folder (the names of its train_images/ subfolders) or array cache, sorted."""
     folder = Path(data) / competition.TRAIN_IMAGES
+    if array_cache.is_array_cache(data):
+        return tuple(sorted(set(array_cache.cache_items(data, "train")["label"])))
     labels = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     if not labels:
         raise DataError(f"{folder} has no label folders: is {data} a competition folder? (paddy check {data})")

@@ -4,6 +4,7 @@
 """
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,11 +15,10 @@ from paddy.core.config import TrainConfig, check_power_of_two
 from paddy.core.errors import ConfigError
 from paddy.core.plan import Plan, write_plan
 from paddy.core.runtime import resolve_device
-from paddy.data.check import require_valid
-from paddy.data.folder import train_items
+from paddy.data import source
 from paddy.probe.report import write_probe_outputs
 from paddy.probe.search import ProbeReport, check_budget, chosen_accum, search_accum
-from paddy.probe.worker import TryRequest, measure_try, probe_items, search_in_subprocess
+from paddy.probe.worker import TryRequest, fit_one_epoch, measure_try, probe_items, search_in_subprocess
 from paddy.vision.learner import check_arch
 
 
@@ -30,13 +30,15 @@ def probe_configs(data: str | Path, configs: Sequence[TrainConfig], budget_gb: f
     check_power_of_two(max_accum, "max accum")
     configs = check_configs(configs)
     device = resolve_device(device)
-    items = None if use_subprocess else train_items(data)
+    items = None if use_subprocess else source.train_items(data)
 
     def measure(config):
         if use_subprocess:
             request = TryRequest(data=str(data), device=device, configs=(config,), max_images=max_images)
             return search_in_subprocess(request)[0]
-        return measure_try(probe_items(items, config, max_images), config, device)
+        config = source.resolve_item_size(data, config)  # measured at the data's size; reported by its own name
+        return measure_try(probe_items(items, config, max_images), config, device,
+                           fit=functools.partial(fit_one_epoch, data=data))
 
     results, chosen, done = [], {}, {}
     for config in progress_bar(configs, leave=False) if progress and len(configs) > 1 else configs:
@@ -67,7 +69,8 @@ def run_probe(data: str | Path, configs: Sequence[TrainConfig], budget_gb: float
     check_power_of_two(max_accum, "max accum")
     configs = check_configs(configs)
     device = resolve_device(device)  # a bad --device fails now, not after the check has decoded every image
-    require_valid(data, progress=progress)
+    for config in configs if source.is_array_cache(data) else configs[:1]:  # a cache: each item size
+        source.require_ready(data, source.resolve_item_size(data, config), progress=progress)
     report = probe_configs(data, configs, budget_gb=budget_gb, max_accum=max_accum, device=device,
                            use_subprocess=use_subprocess, max_images=max_images, progress=progress)
     if out is not None:

@@ -5,6 +5,7 @@ models: the child is `python -m paddy.probe.worker REQUEST.json`, which writes i
 """
 
 import dataclasses
+import functools
 import json
 import math
 import subprocess
@@ -23,7 +24,8 @@ from paddy.core import atomic
 from paddy.core.config import TrainConfig
 from paddy.core.errors import PaddyError
 from paddy.core.runtime import release_memory
-from paddy.data.folder import smallest_class_items, train_items
+from paddy.data import source
+from paddy.data.folder import smallest_class_items
 from paddy.data.loaders import image_dataloaders
 from paddy.probe.meter import PeakMeter, is_out_of_memory
 from paddy.probe.search import ProbeTimeout, TryResult
@@ -89,10 +91,15 @@ class Throughput(Callback):
         self.seconds = now - self.first
 
 
-def fit_one_epoch(items: pd.DataFrame, config: TrainConfig, device: str, cbs: tuple = ()) -> tuple[int, float]:
+def fit_one_epoch(items: pd.DataFrame, config: TrainConfig, device: str, cbs: tuple = (),
+                  data: str | Path | None = None) -> tuple[int, float]:
     """Build the kit's learner for `config` and train one epoch with every layer; return (images, seconds) of the
-    training batches after the first (warm-up excluded): (0, 0.0) when there was only one."""
-    dls = image_dataloaders(items, config, device=device)
+    training batches after the first (warm-up excluded): (0, 0.0) when there was only one. `data`: where `items`
+    come from (an array cache's items are rows of its arrays; None: image files)."""
+    if data is None:
+        dls = image_dataloaders(items, config, device=device)
+    else:
+        dls = source.dataloaders(data, items, config, device=device)
     learn = build_learner(dls, config, device)
     learn.unfreeze()
     clock = Throughput()
@@ -128,10 +135,12 @@ def measure_try(items: pd.DataFrame, config: TrainConfig, device: str,
 
 def run_tries(request: TryRequest, result_path: str | Path) -> list[TryResult]:
     """Measure the request's tries in this process, rewriting `result_path` after each (a crash keeps the rest)."""
-    items, results = train_items(request.data), []
+    items, results = source.train_items(request.data), []
+    fit = functools.partial(fit_one_epoch, data=request.data)
     for config in request.configs:
+        config = source.resolve_item_size(request.data, config)
         result = measure_try(probe_items(items, config, request.max_images, request.min_images), config,
-                             request.device)
+                             request.device, fit=fit)
         results.append(result.judged(request.budget_gb) if request.budget_gb else result)
         atomic.write_json(result_path, [r.to_dict() for r in results])
         if request.budget_gb and results[-1].fits:

@@ -28,9 +28,8 @@ from paddy.core import atomic, run_folder, runtime
 from paddy.core.config import TrainConfig
 from paddy.core.errors import ConfigError
 from paddy.core.plan import Plan
-from paddy.data import folder
-from paddy.data.check import require_valid
-from paddy.data.loaders import dataloader_vocabs, image_dataloaders
+from paddy.data import folder, source
+from paddy.data.loaders import dataloader_vocabs
 from paddy.vision.checkpoint import Journal
 from paddy.vision.history import plot_metrics
 from paddy.vision.learner import build_learner, check_arch
@@ -54,11 +53,12 @@ def resolve_config(data_path: Path, config: TrainConfig, budget_gb: float | None
 
 
 def stored_config(config: TrainConfig, data_path: Path) -> dict:
-    """What config.json holds: the resolved config (flat), the split seed, data path and library versions."""
+    """What config.json holds: the resolved config (flat), the split seed, data path, what that data is (images
+    or an array cache, and what the cache was made from) and library versions."""
     versions = {"paddy": __version__, "fastai": fastai.__version__, "timm": timm.__version__,
                 "torch": torch.__version__}
     return {**config.to_dict(), "valid_seed": config.valid_seed, "run_name": config.run_name,
-            "data": str(data_path), "versions": versions}
+            "data": str(data_path), "source": source.describe_source(data_path), "versions": versions}
 
 
 def check_same_run(out: str | Path, config: TrainConfig, ignore_accum: bool = False) -> None:
@@ -101,10 +101,10 @@ def prepare_run(data_path: Path, config: TrainConfig, out: str | Path, check_dat
     check_arch(config.arch)
     check_run_folder(out, config)
     if check_data:
-        require_valid(data_path, progress=False)
-    folder.read_train_csv(data_path, targets=config.targets)
-    items = folder.train_items(data_path)
-    if folder.test_items(data_path).empty:
+        source.require_ready(data_path, config)
+    folder.read_train_csv(data_path, targets=config.targets)  # an array cache carries a copy of train.csv
+    items = source.train_items(data_path)
+    if source.test_items(data_path).empty:
         raise ConfigError(f"{data_path} has no test images to predict; run paddy check {data_path}")
     return items
 
@@ -114,6 +114,9 @@ def train_run(data_path: str | Path | None, config: TrainConfig, out: str | Path
               choose_accum: AccumChooser | None = None) -> dict:
     """Train one run into folder `out` and return its result; a complete folder is skipped, a partial one resumes."""
     out = Path(out)
+    if config.item_size is None:  # from the data, before the folder is compared with a stored config
+        data_path = folder.find_data(data_path)
+        config = source.resolve_item_size(data_path, config)
     if run_folder.is_complete(out):
         check_same_run(out, config, ignore_accum=True)
         return {**run_folder.read_json(out, run_folder.RESULT), "skipped": True}
@@ -121,7 +124,7 @@ def train_run(data_path: str | Path | None, config: TrainConfig, out: str | Path
     check_arch(config.arch)  # before accum "auto" would probe an unknown arch
     config = resolve_config(data_path, resumed_accum(out, config), budget_gb, choose_accum)
     items = prepare_run(data_path, config, out, check_data=check_data)
-    dls = image_dataloaders(items, config)
+    dls = source.dataloaders(data_path, items, config)
     learn = build_learner(dls, config)
     started = time.time()
     out.mkdir(parents=True, exist_ok=True)  # only now: bad input above leaves no folder behind
@@ -146,7 +149,7 @@ def write_run_outputs(learn: Learner, config: TrainConfig, data_path: Path, out:
     atomic.write_json(out / run_folder.VOCAB, {t: list(v) for t, v in vocabs.items()})
     valid_items = learn.dls.valid.items
     valid = split_probs(predict(learn, learn.dls.valid, config.tta, config.seed), vocabs, config.targets)
-    tests = folder.test_items(data_path)
+    tests = source.test_items(data_path)
     test = split_probs(predict(learn, learn.dls.test_dl(tests), config.tta, config.seed), vocabs, config.targets)
     errors = {}
     for target in config.targets:
@@ -168,13 +171,15 @@ def train_plan(data_path: str | Path | None, plan: Plan, runs_dir: str | Path,
                choose_accum: AccumChooser | None = None) -> list:
     """Train every plan member into runs_dir/<run_name>, skipping complete runs; memory is freed between members."""
     data_path = folder.find_data(data_path)
-    for member in plan.members:  # check every arch, run folder and the data once, before hours of training start
+    members = [source.resolve_item_size(data_path, m) for m in plan.members]  # run names carry the item size
+    for member in members:  # check every arch, run folder and the data once, before hours of training start
         check_arch(member.arch)
         runtime.resolve_device(member.device)  # "cuda" on a CPU machine: say so now, not after the data check
         check_run_folder(Path(runs_dir) / member.run_name, member)
-    require_valid(data_path, progress=False)
+    for member in members if source.is_array_cache(data_path) else members[:1]:  # a cache: each item size
+        source.require_ready(data_path, member)
     results = []
-    for member in plan.members:
+    for member in members:
         result = train_run(data_path, member, Path(runs_dir) / member.run_name, budget_gb=plan.budget_gb,
                            check_data=False, choose_accum=choose_accum)
         results.append(result)

@@ -24,6 +24,9 @@ def _register_kernels(subparsers):
     render.add_argument("--internet", choices=("auto", "on", "off"), default="auto",
                         help="kernels' internet: auto (default) = on only for members that download pretrained "
                              "weights; the kit itself always installs offline")
+    render.add_argument("--cache", metavar="DIR",
+                        help="an array cache (paddy resize --format array): the kernels read it as a private "
+                             "dataset instead of decoding the competition's JPEGs (push it with --cache too)")
     render.set_defaults(func=run_render)
 
     push = actions.add_parser("push", help="send the kit dataset, then kernel folders, through the Kaggle API")
@@ -33,6 +36,9 @@ def _register_kernels(subparsers):
     push.add_argument("--with-deps", action="store_true",
                       help="also pack the fastai/timm wheels the kit was tested with into the kit dataset")
     push.add_argument("--stage", default=".whl/kit", help="local staging folder of the kit dataset (%(default)s)")
+    push.add_argument("--cache", metavar="DIR",
+                      help="also send this array cache as a private dataset (the kernels must be rendered with it); "
+                           "skipped when unchanged since the last push")
     push.set_defaults(func=run_push)
 
     status = actions.add_parser("status", help="the latest run's status of a kernel")
@@ -69,7 +75,7 @@ def run_render(args):
     from paddy.kaggle.kernels import render_kernels
 
     folders, removed = render_kernels(load_plan(args.plan), args.user, args.competition, out=args.out,
-                                      gpu=args.gpu, internet=args.internet)
+                                      gpu=args.gpu, internet=args.internet, cache=args.cache)
     for folder in folders:
         print(folder)
     for folder in removed:
@@ -84,9 +90,12 @@ def run_push(args):
     if bool(args.dirs) == args.all:
         raise ConfigError("give kernel folders to push, or --all (not both)")
     folders = kernel_folders(args.kernels) if args.all else args.dirs
-    result = push_kernels(folders, stage=args.stage, with_deps=args.with_deps)
+    result = push_kernels(folders, stage=args.stage, with_deps=args.with_deps, cache=args.cache)
     dataset = result["dataset"]
     print(f"dataset {dataset['ref']}: {dataset['action']} (wheels {dataset['digest']})")
+    if "cache" in result:
+        cache = result["cache"]
+        print(f"dataset {cache['ref']}: {cache['action']} (array cache {cache['digest']})")
     for kernel in result["kernels"]:
         print(f"kernel {kernel['ref']}: pushed version {kernel['version']} {kernel['url']}")
     for kernel in result["waiting"]:

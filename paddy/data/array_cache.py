@@ -25,7 +25,6 @@ import operator
 import os
 import shutil
 import signal
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -291,19 +290,6 @@ def check_source(data):
     read_csv(data / competition.SAMPLE_SUBMISSION_CSV, f"run paddy check {data}", dtype=str)
 
 
-def _replace_folder(tmp, out):
-    """Move the finished folder `tmp` to `out`; an older cache there is swapped out first, then deleted."""
-    old = None
-    if out.is_dir() and any(out.iterdir()):
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-        os.replace(out, old / out.name)
-    elif out.is_dir():
-        out.rmdir()
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _build(tmp, data, train, test, item_hw, method, stored_hw, workers, progress):
     """Write arrays, index, CSV copies and (last) the manifest into the folder `tmp`."""
     digest = source_digest(data)
@@ -337,14 +323,9 @@ def write_array_cache(data, out, item_size, item_method="squish", workers=None, 
     train, test = train_items(data), test_items(data)
     stored_hw = stored_size(reference_size(list(train["path"])), item_hw, method)
     workers = max(1, min(workers or os.cpu_count() or 1, -(-(len(train) + len(test)) // 32)))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    tmp.chmod(0o777 & ~atomic._umask())  # mkdtemp makes it 0700; the cache should be as readable as any folder
-    try:
+    # Built beside OUT and renamed into place; check_output made sure an OUT with files is an older cache of DATA.
+    with atomic.atomic_dir(out, replace=True) as tmp:
         _build(tmp, data, train, test, item_hw, method, stored_hw, workers, progress)
-        _replace_folder(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return _summary(out, time.perf_counter() - started)
 
 

@@ -23,9 +23,11 @@ from paddy.data import competition
 from paddy.ensemble.log import DEFAULT_LOG, append_log, read_log, same_file, write_log, written_fields
 from paddy.ensemble.submission import check_submission_file, data_vocab
 from paddy.kaggle import kernels
+from paddy.kaggle.cache import cache_ref, stage_cache
 from paddy.kaggle.kit import KIT_DATASET, package_kit
 
 DEFAULT_STAGE = Path(".whl") / "kit"
+CACHE_STAGE = "cache"  # beside the kit's stage: hard links to the array cache's files and its dataset metadata
 PUSHED_FILE = "pushed.json"  # beside the stage: {dataset ref: digest of the wheels last sent}
 SECRET_VARIABLES = ("KAGGLE_KEY", "KAGGLE_API_TOKEN")
 VERBOSE_VARIABLES = ("VERBOSE", "VERBOSE_OUTPUT")
@@ -220,6 +222,23 @@ def send_kit(owner: str, stage: str | Path = DEFAULT_STAGE, with_deps: bool = Fa
     return {"ref": ref, "action": "versioned" if status is not None else "created", "digest": digest}
 
 
+def send_cache(owner: str, cache: str | Path, stage: str | Path, ready_timeout_s: float = 300.0,
+               api: Any = None) -> dict:
+    """Send the array cache `cache` as private dataset <owner>/paddy-cache-...: create it, add a version when its
+    content changed since the last push, else skip (staged in `stage` as hard links, the cache left untouched)."""
+    api = api or kaggle_client()
+    meta, digest = stage_cache(owner, cache, stage)
+    ref, record_path = meta["id"], Path(stage).parent / PUSHED_FILE
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    status = dataset_status(ref, api)
+    if status is not None and record.get(ref) == digest:
+        return {"ref": ref, "action": "unchanged", "digest": digest}
+    send_dataset(Path(stage), ref, exists=status is not None, notes=f"paddy array cache {digest}", api=api)
+    atomic.write_json(record_path, {**record, ref: digest})
+    wait_dataset_ready(ref, ready_timeout_s, api=api)
+    return {"ref": ref, "action": "versioned" if status is not None else "created", "digest": digest}
+
+
 def sources_pending(meta: dict, api: Any) -> list:
     """The kernel_sources of a kernel that have not completed a run yet, as 'ref (status)' strings."""
     pending = []
@@ -237,8 +256,9 @@ def sources_pending(meta: dict, api: Any) -> list:
 
 
 def push_kernels(folders: list, stage: str | Path = DEFAULT_STAGE, with_deps: bool = False,
-                 ready_timeout_s: float = 300.0, api: Any = None) -> dict:
-    """Send the kit dataset, then each kernel; a kernel whose kernel_sources have not completed waits (not pushed)."""
+                 ready_timeout_s: float = 300.0, api: Any = None, cache: str | Path | None = None) -> dict:
+    """Send the kit dataset (and the array cache `cache`, when given), then each kernel; a kernel whose
+    kernel_sources have not completed waits (not pushed)."""
     folders = sorted((Path(f) for f in folders), key=lambda f: bool(kernels.read_kernel_folder(f)["kernel_sources"]))
     metas = [kernels.read_kernel_folder(f) for f in folders]  # every folder checked before anything is sent
     owners = sorted({m["id"].split("/")[0] for m in metas})
@@ -248,12 +268,19 @@ def push_kernels(folders: list, stage: str | Path = DEFAULT_STAGE, with_deps: bo
     missing = [m["id"] for m in metas if kit not in (m.get("dataset_sources") or [])]
     if missing:
         raise KaggleError(f"kernel(s) {', '.join(missing)} do not read the kit dataset {kit}; render them again")
+    cache_dataset = None if cache is None else cache_ref(owners[0], cache)
+    unread = [m["id"] for m in metas if cache_dataset and cache_dataset not in (m.get("dataset_sources") or [])]
+    if unread:  # the upload would buy nothing: these kernels decode the competition's JPEGs
+        raise KaggleError(f"kernel(s) {', '.join(unread)} do not read the cache dataset {cache_dataset}; render "
+                          f"them with paddy kernels render PLAN --cache {cache}")
     api = api or kaggle_client()
     signed_in = str(api.get_config_value(api.CONFIG_NAME_USER) or "").lower()
     if signed_in and signed_in != owners[0]:  # Kaggle would refuse only after the wheels were uploaded
         raise KaggleError(f"these kernels belong to {owners[0]} but you are signed in as {signed_in}; "
                           f"render them for you with paddy kernels render PLAN --user {signed_in}")
     result = {"dataset": send_kit(owners[0], stage, with_deps, ready_timeout_s, api), "kernels": [], "waiting": []}
+    if cache is not None:
+        result["cache"] = send_cache(owners[0], cache, Path(stage).parent / CACHE_STAGE, ready_timeout_s, api)
     for folder, meta in zip(folders, metas):
         pending = sources_pending(meta, api)
         if pending:

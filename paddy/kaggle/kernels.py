@@ -5,6 +5,7 @@ A rendered folder holds `kernel-metadata.json` and `kernel.py`; the script insta
 with `pip install --no-index` (competitions turn the internet off) and calls the same library functions as the CLI.
 """
 
+import dataclasses
 import json
 import pprint
 import shutil
@@ -16,6 +17,7 @@ from paddy.core.errors import ConfigError
 from paddy.core.plan import Plan
 from paddy.data import competition
 from paddy.data.competition import KAGGLE_INPUT
+from paddy.kaggle.cache import cache_input, cache_ref, check_members
 from paddy.kaggle.kit import KIT_DATASET
 from paddy.kaggle.names import SLUG_PATTERN, TITLE_LENGTH, USER_PATTERN, check_title, check_user, kernel_slug
 
@@ -27,8 +29,9 @@ INTERNET_CHOICES = ("auto", "on", "off")
 
 def kernel_metadata(user: str, title: str, competition_slug: str = competition.COMPETITION, kernel_sources: tuple = (),
                     gpu: bool = True, internet: bool = False, private: bool = True,
-                    kit_dataset: str = KIT_DATASET) -> dict:
-    """The kernel-metadata.json dict of one script kernel; its id is <user>/<slug of the title>."""
+                    kit_dataset: str = KIT_DATASET, datasets: tuple = ()) -> dict:
+    """The kernel-metadata.json dict of one script kernel; its id is <user>/<slug of the title>; `datasets`: more
+    dataset refs it reads (an array cache)."""
     user = check_user(user)
     slug = check_title(title)
     return {
@@ -41,7 +44,7 @@ def kernel_metadata(user: str, title: str, competition_slug: str = competition.C
         "enable_gpu": bool(gpu),
         "enable_tpu": False,
         "enable_internet": bool(internet),
-        "dataset_sources": [f"{user}/{kit_dataset}"],
+        "dataset_sources": [f"{user}/{kit_dataset}", *datasets],
         "competition_sources": [competition_slug],
         "kernel_sources": list(kernel_sources),
         "model_sources": [],
@@ -156,13 +159,18 @@ def kernel_internet(internet: str, config: TrainConfig | None = None) -> bool:
 
 
 def build_kernels(plan: Plan, user: str, competition_slug: str = competition.COMPETITION, gpu: bool = True,
-                  internet: str = "auto") -> dict:
-    """Every kernel of a plan as {slug: (metadata, script)}: the probe, one per member, then the ensemble."""
+                  internet: str = "auto", cache: str | Path | None = None) -> dict:
+    """Every kernel of a plan as {slug: (metadata, script)}: the probe, one per member, then the ensemble. With
+    `cache` (a local array cache), every kernel reads the cache dataset instead of the competition's JPEGs."""
     user = check_user(user)
     plan_name = Path(plan.path).stem if plan.path else "plan"
     kit, data = f"{KAGGLE_INPUT}/{KIT_DATASET}", f"{KAGGLE_INPUT}/{competition_slug}"
+    datasets = ()
+    if cache is not None:  # members take the cache's item size; one it does not hold is refused before any write
+        plan = dataclasses.replace(plan, members=check_members(plan.members, cache))
+        data, datasets = cache_input(cache), (cache_ref(user, cache),)
     probe_title, member_titles, ensemble_title = kernel_titles(plan_name, plan.members)
-    options = {"competition_slug": competition_slug, "gpu": gpu}
+    options = {"competition_slug": competition_slug, "gpu": gpu, "datasets": datasets}
     kernels = {}
     probe = kernel_metadata(user, probe_title, internet=kernel_internet(internet), **options)
     kernels[_slug_of(probe)] = (probe, probe_script(probe_title, plan, kit, data))
@@ -182,9 +190,9 @@ def build_kernels(plan: Plan, user: str, competition_slug: str = competition.COM
 
 
 def render_kernels(plan: Plan, user: str, competition_slug: str = competition.COMPETITION, out: str | Path = "kernels",
-                   gpu: bool = True, internet: str = "auto") -> tuple[list, list]:
+                   gpu: bool = True, internet: str = "auto", cache: str | Path | None = None) -> tuple[list, list]:
     """Write one folder per kernel under `out`; returns (folders in push order, stale folders removed)."""
-    kernels = build_kernels(plan, user, competition_slug, gpu=gpu, internet=internet)  # all checks before any write
+    kernels = build_kernels(plan, user, competition_slug, gpu=gpu, internet=internet, cache=cache)  # checks first
     folders = []
     for slug, (meta, script) in kernels.items():
         folder = Path(out) / slug

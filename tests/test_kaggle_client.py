@@ -18,6 +18,7 @@ from test_kaggle_kernels import PLAN_TOML
 from paddy.cli.main import main
 from paddy.core.errors import KaggleError
 from paddy.core.plan import load_plan
+from paddy.data.array_cache import write_array_cache
 from paddy.kaggle.client import PUSHED_FILE, push_kernel
 from paddy.kaggle.kernels import render_kernels
 
@@ -353,3 +354,29 @@ def test_stub_stops_by_itself():
     with pytest.raises(urllib.error.HTTPError, match="404"):
         urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=5)  # straight to it
     assert stub.wait(timeout=5) and [r["method"] for r in stub.requests] == ["GetKernelSessionStatus"]
+
+
+def test_push_with_an_array_cache_sends_it_as_a_private_dataset_once(stub, rendered, tiny_sample, tmp_path,
+                                                                     capsys):
+    cache = write_array_cache(tiny_sample, tmp_path / "cache", 64, "squish", workers=1, progress=False).out
+    (tmp_path / "tiny.toml").write_text(PLAN_TOML)
+    with_cache = render_kernels(load_plan(tmp_path / "tiny.toml"), USER, out=tmp_path / "cached", cache=cache)[0]
+    stage = tmp_path / "stage" / "kit"
+    before = len(stub.requests)
+    code, out, err = _run(capsys, "kernels", "push", rendered[0], "--stage", stage, "--cache", cache)
+    _assert_one_line_error(code, out, err, "do not read the cache dataset someone/paddy-cache-squish64x64",
+                           "--cache")
+    assert "StartBlobUpload" not in [r["method"] for r in stub.requests[before:]]
+
+    code, out, err = _run(capsys, "kernels", "push", with_cache[0], "--stage", stage, "--cache", cache)
+    assert code == 0 and "dataset someone/paddy-cache-squish64x64: created" in out, (out, err)
+    created = {c["body"]["slug"]: c["body"] for c in stub.calls("CreateDataset")}
+    body = created["paddy-cache-squish64x64"]
+    assert body["isPrivate"] is True and len(body["files"]) == 6  # arrays, index, manifest, the two CSVs
+    assert (cache / "train.npy").read_bytes() in stub.uploads.values()
+    assert stub.calls("SaveKernel")[-1]["body"]["datasetDataSources"] == [f"{USER}/paddy-kit",
+                                                                          f"{USER}/paddy-cache-squish64x64"]
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        ["manifest.json", "index.csv", "train.npy", "test.npy", "train.csv", "sample_submission.csv"])
+    code, out, err = _run(capsys, "kernels", "push", with_cache[0], "--stage", stage, "--cache", cache)
+    assert code == 0 and "dataset someone/paddy-cache-squish64x64: unchanged" in out, (out, err)

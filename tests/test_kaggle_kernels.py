@@ -12,7 +12,9 @@ from paddy.cli.main import main
 from paddy.core.config import TrainConfig
 from paddy.core.errors import ConfigError
 from paddy.core.plan import load_plan
+from paddy.data.array_cache import write_array_cache
 from paddy.data.competition import KAGGLE_INPUT
+from paddy.kaggle.cache import cache_metadata, cache_ref
 from paddy.kaggle.kernels import (
     CODE_FILE,
     KAGGLE_WORKING,
@@ -299,3 +301,21 @@ def test_rendered_scripts_install_the_kit_and_run_the_plan(tiny_sample, tmp_path
     assert (working / plan.members[0].run_name / "result.json").is_file()
     submission = (working / "submission.csv").read_text().splitlines()
     assert submission[0] == "image_id,label" and len(submission) == 17
+
+
+def test_render_with_an_array_cache_reads_it_as_a_dataset(plan, tiny_sample, tmp_path):
+    cache = write_array_cache(tiny_sample, tmp_path / "cache", 64, "squish", workers=1, progress=False).out
+    unset = replace(plan, members=(replace(plan.members[0], item_size=None), plan.members[1]))
+    kernels = build_kernels(unset, "someone", cache=cache)
+    assert cache_ref("someone", cache) == "someone/paddy-cache-squish64x64"
+    for meta, script in kernels.values():
+        assert meta["dataset_sources"] == ["someone/paddy-kit", "someone/paddy-cache-squish64x64"]
+        assert f'DATA = "{KAGGLE_INPUT}/paddy-cache-squish64x64"' in script
+    member = next(script for slug, (_, script) in kernels.items() if "resnet10t" in slug)
+    assert "'item_size': [64, 64]" in member  # taken from the cache, so the run name is the one trained
+    assert 6 <= len(cache_metadata("someone", cache)["title"]) <= 50
+    other = write_array_cache(tiny_sample, tmp_path / "other", (40, 32), "squish", workers=1, progress=False).out
+    with pytest.raises(ConfigError, match="plan member resnet10t-squish64x64-64x64: .* holds items of 40x32, the "
+                                          "run asks for 64x64"):
+        render_kernels(plan, "someone", out=tmp_path / "kernels", cache=other)
+    assert not (tmp_path / "kernels").exists()

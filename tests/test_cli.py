@@ -65,7 +65,8 @@ def test_train_summary_names_each_target_and_the_tta(tmp_path, capsys):
     # Was "valid error (TTA) {'label': 0.75, ...}": a dict repr, and "TTA" even with --tta none.
     import json
 
-    config = TrainConfig(arch="resnet10t", size=32, pretrained=False, tta="none")
+    # A stored config has its item size resolved; the command gives none, so it takes the stored one, not the data's.
+    config = TrainConfig(arch="resnet10t", size=32, item_size=64, pretrained=False, tta="none")
     out = tmp_path / "run"
     out.mkdir()
     (out / "config.json").write_text(json.dumps(config.to_dict()))

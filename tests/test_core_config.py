@@ -84,11 +84,14 @@ def test_plan_errors():
 
 
 def test_run_names_tell_multi_target_twins_apart():
-    single = TrainConfig(arch="resnet10t", size=64)
+    single = TrainConfig(arch="resnet10t", size=64, item_size=480)
     multi = single.replace(targets=("label", "variety"), target_weights=())
     assert single.run_name == "resnet10t-squish480x480-64x64"
     assert multi.run_name == "resnet10t-squish480x480-64x64-variety"
     assert parse_plan({"members": [single.to_dict(), multi.to_dict()]}).members == (single, multi)
+    unset = TrainConfig(arch="resnet10t", size=64)  # item size from the data, once a run knows its data
+    assert unset.run_name == "resnet10t-squishauto-64x64" and unset.to_dict()["item_size"] is None
+    assert parse_plan({"members": [unset.to_dict()]}).members == (unset,)
 
 
 def test_plan_values_of_the_wrong_type_are_config_errors():

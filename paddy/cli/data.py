@@ -2,12 +2,14 @@
 
 import argparse
 import sys
+import textwrap
 
 from paddy.cli.types import positive_int, size
 
 CHECK_LIMIT = 20  # problem lines shown before "... and N more"
-RESIZE_DESCRIPTION = """Cache a competition folder so that training stops paying for JPEG decoding.
-
+RESIZE_HELP = ("a cache of a competition folder: smaller JPEG copies (same layout), or decoded arrays already "
+               "through the item transform (--format array)")
+RESIZE_DESCRIPTION = """\
 --format jpeg (default) writes smaller JPEG copies, same layout, longest side --max-size: every epoch still decodes
 them. --format array decodes every image once, through the item transform of --item-size/--item-method (fastai's
 Resize geometry, as paddy train applies it), into train.npy and test.npy (uint8, memory-mapped when read), with
@@ -44,9 +46,9 @@ def register(subparsers):
                    "cache (paddy resize --format array): its arrays whole, its source unchanged")
     p.set_defaults(func=run_check)
 
-    p = subparsers.add_parser("resize", help="a cache of a competition folder: smaller JPEG copies (same layout), "
-                              "or decoded arrays already through the item transform (--format array)",
-                              description=RESIZE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    description = textwrap.fill(RESIZE_HELP + ".", 116) + "\n\n" + RESIZE_DESCRIPTION
+    p = subparsers.add_parser("resize", help=RESIZE_HELP, description=description,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", metavar="DATA", help="competition folder to read")
     p.add_argument("out", metavar="OUT", help="folder to write (outside DATA); reruns skip what is up to date")
     p.add_argument("--format", choices=("jpeg", "array"), default="jpeg",

@@ -96,6 +96,16 @@ def resumed_accum(out: str | Path, config: TrainConfig) -> TrainConfig:
     return config.replace(accum=accum) if isinstance(accum, int) else config
 
 
+def resumed_item_size(out: str | Path, config: TrainConfig) -> TrainConfig:
+    """An unset item size becomes the one its run folder started with (taken from its data then), so a complete
+    run is skipped, and a partial one resumed, at the size it was trained at."""
+    stored = Path(out) / run_folder.CONFIG
+    if config.item_size is not None or not stored.is_file():
+        return config
+    item_size = json.loads(stored.read_text()).get("item_size")
+    return config.replace(item_size=item_size) if item_size else config
+
+
 def prepare_run(data_path: Path, config: TrainConfig, out: str | Path, check_data: bool = True) -> pd.DataFrame:
     """Check everything a run needs before any file is written; return the training items."""
     check_arch(config.arch)
@@ -114,6 +124,7 @@ def train_run(data_path: str | Path | None, config: TrainConfig, out: str | Path
               choose_accum: AccumChooser | None = None) -> dict:
     """Train one run into folder `out` and return its result; a complete folder is skipped, a partial one resumes."""
     out = Path(out)
+    config = resumed_item_size(out, config)
     if config.item_size is None:  # from the data, before the folder is compared with a stored config
         data_path = folder.find_data(data_path)
         config = source.resolve_item_size(data_path, config)

@@ -10,6 +10,8 @@ One process, sources measured in turns each round (a busy machine slows them ali
   amortised, on a small sample it would dominate); at 0 workers also by this process's CPU time (per core).
 - "epoch": one fit epoch of a random-init timm model (train + valid) from each source, batch augmentation on the
   device given (here the CPU, so the model and the warp dominate).
+- "ceiling" (--ceiling): the same number of training steps of the model alone on a random batch already on the
+  device; the issue's GPU goal is the array cache's epoch within 10% of it (with --device cuda --workers 4).
 - "parity": the same member trained from the JPEG cache and from the array cache, `--seeds` seeds, same split,
   `--parity-epochs` epochs; the validation error of each.
 Item size 256x192 squish (the cache's aspect), batch size after augmentation `--size`.
@@ -44,6 +46,8 @@ def parse_args(argv=None):
     parser.add_argument("--size", default="128,96", help="batch size after augmentation, HEIGHT,WIDTH")
     parser.add_argument("--bs", type=int, default=64)
     parser.add_argument("--epoch-rounds", type=int, default=1, help="whole epochs per source (0: skip)")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also time the model alone on a random batch on the device (the GPU goal's ceiling)")
     parser.add_argument("--seeds", type=int, default=3, help="parity: seeds per source (0: skip)")
     parser.add_argument("--parity-epochs", type=int, default=5)
     parser.add_argument("--parity-size", default="96,72", help="parity: batch size after augmentation")
@@ -105,6 +109,9 @@ def one_pass(dl):
 def steady_pass(dl):
     """Iterate `dl` once; (images, wall, CPU seconds) after its first batch, so the fork of each pass's workers
     (fastai starts them per epoch, amortised over 10,407 images on the real data) does not count."""
+    if len(dl) < 2:  # one batch: nothing after the first, so time it whole
+        wall, cpu, images = timed(lambda: one_pass(dl))
+        return images, wall, cpu
     images, it = 0, iter(dl)
     next(it)
     wall, cpu = time.perf_counter(), time.process_time()
@@ -177,6 +184,32 @@ def measure_epochs(paths, args):
     for s in SOURCES:
         wall, cpu = min(w for w, _ in times[s]), min(c for _, c in times[s])
         print(f"  {s:12s} wall {wall:6.1f} s, cpu {cpu:6.1f} s, original/this {base / wall:4.2f}x")
+    if args.ceiling:
+        wall = time_ceiling(dls["array-cache"], member)
+        best = min(w for w, _ in times["array-cache"])
+        print(f"  {'ceiling':12s} wall {wall:6.1f} s (the model alone on one random batch already on {args.device}, "
+              f"as many training steps; no validation), array-cache/ceiling {best / wall:4.2f}x")
+
+
+def time_ceiling(dls, member):
+    """Wall seconds of the training steps of one epoch on a random batch already on the device: what the model
+    costs with a free data pipeline (the upper bound the issue's GPU goal is measured against)."""
+    learn = build_learner(dls, member)
+    model, device = learn.model.train(), dls.device
+    xb = torch.rand(member.micro_bs, 3, *member.size, device=device)
+    yb = torch.randint(0, len(dls.vocab), (member.micro_bs,), device=device)
+    opt = torch.optim.AdamW(model.parameters(), lr=member.lr)
+    amp = torch.autocast("cuda", dtype=torch.float16, enabled=str(device).startswith("cuda"))
+
+    def steps():
+        for _ in range(len(dls.train)):
+            with amp:
+                loss = torch.nn.functional.cross_entropy(model(xb), yb)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    return timed(steps)[0]
 
 
 def valid_error(paths, source, member):

@@ -46,6 +46,7 @@ def parse_args(argv=None):
     parser.add_argument("--size", default="128,96", help="batch size after augmentation, HEIGHT,WIDTH")
     parser.add_argument("--bs", type=int, default=64)
     parser.add_argument("--epoch-rounds", type=int, default=1, help="whole epochs per source (0: skip)")
+    parser.add_argument("--epoch-workers", type=int, default=0, help="DataLoader workers for the whole epochs")
     parser.add_argument("--ceiling", action="store_true",
                         help="also time the model alone on a random batch on the device (the GPU goal's ceiling)")
     parser.add_argument("--seeds", type=int, default=3, help="parity: seeds per source (0: skip)")
@@ -172,7 +173,7 @@ def time_epoch(dls, member):
 
 def measure_epochs(paths, args):
     """Print one whole epoch's wall and CPU seconds per source (best of --epoch-rounds, taken in turns)."""
-    member = config(args)
+    member = config(args, num_workers=args.epoch_workers)
     dls = {s: dataloaders(s, p, member) for s, p in paths.items()}
     times = {s: [] for s in SOURCES}
     for _ in range(args.epoch_rounds):

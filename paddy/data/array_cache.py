@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from fastai.vision.core import PILImage
 from PIL import Image
 
@@ -258,8 +259,6 @@ def check_output(data, out):
 
 def index_frame(train, test):
     """index.csv: one row per stored image, train rows then test rows."""
-    import pandas as pd
-
     parts = [train.assign(split="train", row=range(len(train))),
              test.assign(split="test", row=range(len(test)), label="", variety="", age="")]
     return pd.concat(parts, ignore_index=True)[list(INDEX_COLUMNS)]

@@ -1,8 +1,10 @@
-"""Runs from an array cache: the default item size, the run folder, config.json's source, the CLI verbs."""
+"""Runs from an array cache: the default item size, the run folder, config.json's source, the CLI verbs
+(resize, check, train, ensemble)."""
 
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from paddy.cli.main import main
@@ -88,6 +90,10 @@ def test_cli_resize_check_and_train_from_an_array_cache(tiny_sample, tmp_path, c
                  "--no-pretrained", "--no-finetune", "--tta", "none", "--device", "cpu", "--workers", "0",
                  "--out", str(tmp_path / "run")]) == 0
     assert "resnet10t-squish40x32-32x32: 1 epochs" in capsys.readouterr().out
+    submission = tmp_path / "submissions" / "one.csv"
+    assert main(["ensemble", str(tmp_path / "run"), "--data", str(out), "--out", str(submission)]) == 0
+    assert list(pd.read_csv(submission)["image_id"]) == list(folder.test_items(tiny_sample)["image_id"])
+    capsys.readouterr()
     with open(out / "test.npy", "r+b") as handle:
         handle.truncate(1000)
     assert main(["check", str(out)]) == 2

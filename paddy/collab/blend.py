@@ -7,6 +7,7 @@ blends did. The validation or test split never enters the weights.
 """
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,8 @@ def holdout_split(train: pd.DataFrame, pct: float, seed: int) -> tuple:
     return train.iloc[inner].reset_index(drop=True), train.iloc[holdout].reset_index(drop=True)
 
 
-def fit_blend(train, valid, config, titles=None, progress=True, fit=None):
+def fit_blend(train: pd.DataFrame, valid: pd.DataFrame, config, fit: Callable, titles: dict | None = None,
+              progress: bool = True) -> FitResult:
     """Fit every member on the inner split, the weights on the holdout, then refit the members on all of `train`.
 
     `fit` is the single-model fit (train.fit_collab), passed in so that this module needs nothing from train.

@@ -264,7 +264,7 @@ def fit_collab(train: pd.DataFrame, valid: pd.DataFrame, config: CollabConfig, t
     if config.kind == "fastai":
         return fit_fastai(train, valid, config, titles, progress)
     if config.kind == "blend":
-        return fit_blend(train, valid, config, titles, progress, fit=fit_collab)
+        return fit_blend(train, valid, config, fit_collab, titles, progress)
     start = prepare(train, valid, config)
     model, users, items, y_range = start.model, start.users, start.items, start.y_range
     learn, timer = _learner(model, start.train_xy, start.valid_xy, config), epoch_timer()

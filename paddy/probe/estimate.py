@@ -1,0 +1,163 @@
+"""The memory probe without a GPU: the peak GPU memory of the kit's fp16 training step, estimated from a trace.
+
+For a config and an accum: the kit's learner (same head, loss, fastai Adam and its state, micro-batch bs // accum)
+is traced on fake tensors (`paddy.probe.trace`), the trace is replayed through a model of the CUDA caching allocator
+(`paddy.probe.allocator`), and the calibration fitted on measured rows (`paddy.probe.calibrate`) adds what a trace
+cannot see. What is estimated is training in its steady state, the way a real run spends most of its steps:
+gradients and optimizer state allocated while a micro-batch runs forward and backward.
+"""
+
+import math
+from dataclasses import dataclass
+
+from paddy.probe import allocator
+from paddy.probe.calibrate import load_calibration
+from paddy.probe.trace import StepTracer
+
+MB = 2**20
+# Usable memory per GPU in GB (1 GB = 1024 MiB), nvidia-smi's memory.total of the card as commonly reported; a
+# budget applies to the process total, which includes the CUDA context.
+GPU_MEMORY_GB = {
+    "t4": 15.0,  # 15360 MiB of 16 GB; Kaggle's "GPU T4 x2" is two of them (kaggle-cli PR #1198, DESIGN.md)
+    "p100": 16.0,  # 16 GB HBM2 (Kaggle's retired P100: 16280 MiB)
+    "v100": 16.0,  # the 16 GB V100 (16160 MiB)
+    "l4": 22.5,  # 24 GB GDDR6, 23034 MiB after ECC
+    "a10g": 22.5,  # 24 GB GDDR6, 23028 MiB after ECC
+    "a100-40": 40.0,  # 40960 MiB
+    "a100-80": 80.0,  # 81920 MiB
+    "h100": 79.6,  # 80 GB HBM3, 81559 MiB
+    "h200": 139.0,  # 141 GB HBM3e; about 139 GiB as the device tool of this project reports it
+}
+STEADY = "steady"  # schedule of a real run: gradients and optimizer state exist before each micro-batch
+
+
+@dataclass(frozen=True)
+class TracedPeaks:
+    """Peaks of one traced schedule in MiB: live storages, and the caching allocator's allocated and reserved."""
+
+    storage_mb: float
+    allocated_mb: float
+    reserved_mb: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One config at one accum: traced peaks and the calibrated estimate (MiB), or the error that stopped it."""
+
+    arch: str
+    size: str
+    accum: int
+    micro_bs: int
+    traced: TracedPeaks | None = None
+    estimated_alloc_mb: float = math.nan
+    estimated_total_mb: float = math.nan
+    calibrated_on: str = ""
+    error: str = ""
+
+
+def gpu_budget_gb(name):
+    """The usable GB of a GPU named in GPU_MEMORY_GB (case-insensitive); KeyError names the known ones."""
+    key = name.strip().lower()
+    if key not in GPU_MEMORY_GB:
+        raise KeyError(f"unknown GPU {name!r}; known: {', '.join(GPU_MEMORY_GB)}")
+    return GPU_MEMORY_GB[key]
+
+
+def schedule_actions(micro_batches, accum):
+    """The actions of an epoch of `micro_batches` micro-batches with a step every `accum`, dropping any micro-batch
+    that starts from a state already traced (its peak would repeat): e.g. (5, 1) -> batch, step, batch."""
+    actions, seen, has_grads, has_state, count = [], set(), False, False, 0
+    for _ in range(micro_batches):
+        if (has_grads, has_state) not in seen:
+            seen.add((has_grads, has_state))
+            actions.append("batch")
+        has_grads, count = True, count + 1
+        if count == accum:
+            count = 0
+            if not has_state:
+                actions.append("step")
+                has_state = True
+    return actions
+
+
+def item_batch_bytes(micro_bs, item_size):
+    """fastai's DataLoader keeps the device batch it transforms (uint8 at the item size) alive through the step."""
+    return micro_bs * 3 * item_size[0] * item_size[1]
+
+
+def _with_item_batch(events, micro_bs, item_size, tag):
+    key = ("item batch", tag)  # a key no storage address can take
+    return [(key, item_batch_bytes(micro_bs, item_size)), *events, (key, None)]
+
+
+def peaks_of(events):
+    """TracedPeaks of an event sequence (bytes in, MiB out)."""
+    live, current, peak = {}, 0, 0
+    for key, nbytes in events:
+        if nbytes is None:
+            current -= live.pop(key, 0)
+        else:
+            live[key] = nbytes
+            current += nbytes
+            peak = max(peak, current)
+    replayed = allocator.replay(events)
+    return TracedPeaks(storage_mb=peak / MB, allocated_mb=replayed.allocated / MB, reserved_mb=replayed.reserved / MB)
+
+
+class SteadyTrace:
+    """One learner traced in its steady state: gradients primed and one optimizer step taken, then one micro-batch
+    per accum asked for, each replayed after the same static allocations."""
+
+    def __init__(self, config, vocabs):
+        self.config = config
+        self.tracer = StepTracer(config, vocabs)
+        self.tracer.prime_gradients()
+        self.tracer.step()
+        self.static = list(self.tracer.counter.events)
+
+    def peaks(self, accum):
+        """TracedPeaks of a steady micro-batch of bs // accum."""
+        micro_bs = self.config.bs // accum
+        batch = self.tracer.batch(micro_bs)
+        return peaks_of(self.static + _with_item_batch(batch, micro_bs, self.config.item_size, accum))
+
+
+def trace_schedule(config, vocabs, micro_batches):
+    """TracedPeaks of the epoch a probe measured: `micro_batches` micro-batches of config.micro_bs from a fresh
+    learner, a step every config.accum (see schedule_actions)."""
+    tracer = StepTracer(config, vocabs)
+    events = list(tracer.counter.events)
+    for index, action in enumerate(schedule_actions(micro_batches, config.accum)):
+        if action == "batch":
+            events += _with_item_batch(tracer.batch(config.micro_bs), config.micro_bs, config.item_size, index)
+        else:
+            events += tracer.step()
+    return peaks_of(events)
+
+
+def estimate_accums(config, vocabs, accums, calibration=None, budget_gb=None):
+    """[Estimate] for `config` at each accum in turn (steady state, calibrated), stopping after the first whose
+    estimated total fits `budget_gb` when one is given; a single error Estimate when the tracer cannot handle the
+    arch (a traceback is never what a user needs here)."""
+    calibration = calibration or load_calibration()
+    size, out = f"{config.size[0]}x{config.size[1]}", []
+    try:
+        steady = SteadyTrace(config, vocabs)
+        for accum in accums:
+            traced = steady.peaks(accum)
+            out.append(Estimate(config.arch, size, accum, config.bs // accum, traced=traced,
+                                estimated_alloc_mb=calibration.allocated_mb(traced.allocated_mb),
+                                estimated_total_mb=calibration.total_mb(traced.allocated_mb),
+                                calibrated_on=calibration.gpu))
+            if budget_gb is not None and out[-1].estimated_total_mb <= budget_gb * 1024:
+                break
+    except Exception as error:  # noqa: BLE001 - an arch the tracer cannot follow is that member's one line
+        accum = accums[len(out)] if len(out) < len(accums) else accums[-1]
+        out.append(Estimate(config.arch, size, accum, config.bs // accum,
+                            error=f"cannot trace {config.arch}: {type(error).__name__}: {_first_line(error)}"))
+    return out
+
+
+def _first_line(error):
+    lines = str(error).strip().splitlines()
+    return lines[0][:200] if lines else "no message"

@@ -1,6 +1,6 @@
 """The memory estimate against the GPU's measurements, and its speed on a whole plan, on this CPU.
 
-    python bench/estimate.py --refresh   # trace every measured row's epoch again, rewrite bench/results/h200/calibration.json
+    python bench/estimate.py --refresh   # trace each measured row's epoch again: rewrites results/h200/calibration.json
     python bench/estimate.py             # leave-one-out table, the accum chosen for 16 GB, the plan's estimate timed
 
 The measured rows are bench/results/h200/gpu_check*.json (bench/gpu_check.py on an H200). Each row is traced with the
@@ -89,7 +89,8 @@ def refresh(vocabs):
 def loo_report(rows):
     """Leave-one-out: measured, estimated and error per row, then the accum chosen for 16 GB per (arch, size)."""
     print(f"leave-one-out over {len(rows)} H200 rows (MB; error = estimated / measured - 1)\n")
-    print("| arch | size | accum | traced alloc | peak alloc | est. alloc | error | process total | est. total | error |")
+    print("| arch | size | accum | traced alloc | peak alloc | est. alloc | error | process total | est. total "
+          "| error |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     chosen, worst = {}, {"alloc": 0.0, "total": 0.0}
     for row, alloc, total in calibrate.leave_one_out(rows):
@@ -115,20 +116,18 @@ def time_plan(vocabs, plan_name, budget_gb):
     """Estimate every member of a plan (steady state) and print the time per model and the chosen accum."""
     plan = load_plan(plan_name)
     calibration = calibrate.load_calibration("h200")
-    print(f"\n{plan_name}: steady-state estimate, budget {budget_gb:g} GB, calibration {calibration}")
-    start, done = time.perf_counter(), {}
-    for member in plan.members:
-        config = memory.probe_config(member)
-        key = (config.arch, config.size, config.item_size, config.bs, config.targets)
-        if key not in done:
-            t0 = time.perf_counter()
-            done[key] = estimate.estimate_accums(config, vocabs, memory.accum_candidates(config.bs, 16),
-                                                 calibration=calibration, budget_gb=budget_gb)
-            tries = ", ".join(f"accum {e.accum}: {e.estimated_total_mb:.0f} MB" if not e.error else e.error
-                              for e in done[key])
-            print(f"- {member.run_name}: {tries} ({time.perf_counter() - t0:.1f} s)", flush=True)
-        else:
-            print(f"- {member.run_name}: as above (same arch, sizes, bs)")
+    print(f"\n{plan_name}: steady-state estimate, budget {budget_gb:g} GB, calibrated on {calibration.rows} "
+          f"{calibration.gpu} rows (total = {calibration.total_intercept_mb:.0f} MB + "
+          f"{calibration.total_slope:.3f} x traced, allocated = {calibration.alloc_ratio:.3f} x traced)")
+
+    def show(config, estimates, seconds):
+        tries = ", ".join(e.error or f"accum {e.accum}: {e.estimated_total_mb:.0f} MB" for e in estimates)
+        print(f"- {config.run_name}: {tries} ({seconds:.1f} s)", flush=True)
+
+    start = time.perf_counter()
+    configs = [memory.probe_config(m) for m in plan.members]
+    estimate.estimate_configs(configs, vocabs, lambda c: memory.accum_candidates(c.bs, 16), calibration,
+                              budget_gb, on_done=show)
     print(f"whole plan: {time.perf_counter() - start:.1f} s")
 
 

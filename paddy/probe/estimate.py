@@ -8,6 +8,7 @@ gradients and optimizer state allocated while a micro-batch runs forward and bac
 """
 
 import math
+import time
 from dataclasses import dataclass
 
 from paddy.probe import allocator
@@ -106,7 +107,7 @@ def peaks_of(events):
 
 class SteadyTrace:
     """One learner traced in its steady state: gradients primed and one optimizer step taken, then one micro-batch
-    per accum asked for, each replayed after the same static allocations."""
+    per micro-batch size asked for (traced once), replayed after the same static allocations."""
 
     def __init__(self, config, vocabs):
         self.config = config
@@ -114,12 +115,20 @@ class SteadyTrace:
         self.tracer.prime_gradients()
         self.tracer.step()
         self.static = list(self.tracer.counter.events)
+        self.batches = {}  # micro-batch size -> its events
 
-    def peaks(self, accum):
-        """TracedPeaks of a steady micro-batch of bs // accum."""
+    def learn_parameters(self):
+        """The traced learner's parameters."""
+        return list(self.tracer.learn.model.parameters())
+
+    def peaks(self, accum, item_size=None):
+        """TracedPeaks of a steady micro-batch of bs // accum, with the DataLoader's batch at `item_size` (default:
+        the config's) alive through it: members that differ only in item size share one trace."""
         micro_bs = self.config.bs // accum
-        batch = self.tracer.batch(micro_bs)
-        return peaks_of(self.static + _with_item_batch(batch, micro_bs, self.config.item_size, accum))
+        if micro_bs not in self.batches:
+            self.batches[micro_bs] = self.tracer.batch(micro_bs)
+        item_size = item_size or self.config.item_size
+        return peaks_of(self.static + _with_item_batch(self.batches[micro_bs], micro_bs, item_size, accum))
 
 
 def trace_schedule(config, vocabs, micro_batches):
@@ -135,16 +144,17 @@ def trace_schedule(config, vocabs, micro_batches):
     return peaks_of(events)
 
 
-def estimate_accums(config, vocabs, accums, calibration=None, budget_gb=None):
+def estimate_accums(config, vocabs, accums, calibration=None, budget_gb=None, steady=None):
     """[Estimate] for `config` at each accum in turn (steady state, calibrated), stopping after the first whose
-    estimated total fits `budget_gb` when one is given; a single error Estimate when the tracer cannot handle the
-    arch (a traceback is never what a user needs here)."""
+    estimated total fits `budget_gb` when one is given; one error Estimate when the tracer cannot handle the arch
+    (a traceback is never what a user needs here). `steady`: a SteadyTrace of the same arch, size, bs and targets
+    to reuse."""
     calibration = calibration or load_calibration()
     size, out = f"{config.size[0]}x{config.size[1]}", []
     try:
-        steady = SteadyTrace(config, vocabs)
+        steady = steady or SteadyTrace(config, vocabs)
         for accum in accums:
-            traced = steady.peaks(accum)
+            traced = steady.peaks(accum, config.item_size)
             out.append(Estimate(config.arch, size, accum, config.bs // accum, traced=traced,
                                 estimated_alloc_mb=calibration.allocated_mb(traced.allocated_mb),
                                 estimated_total_mb=calibration.total_mb(traced.allocated_mb),
@@ -152,9 +162,28 @@ def estimate_accums(config, vocabs, accums, calibration=None, budget_gb=None):
             if budget_gb is not None and out[-1].estimated_total_mb <= budget_gb * 1024:
                 break
     except Exception as error:  # noqa: BLE001 - an arch the tracer cannot follow is that member's one line
-        accum = accums[len(out)] if len(out) < len(accums) else accums[-1]
+        accum = accums[min(len(out), len(accums) - 1)]
         out.append(Estimate(config.arch, size, accum, config.bs // accum,
                             error=f"cannot trace {config.arch}: {type(error).__name__}: {_first_line(error)}"))
+    return out
+
+
+def estimate_configs(configs, vocabs, accums_for, calibration=None, budget_gb=None, on_done=None):
+    """{config: [Estimate]} for every config, tracing once per (arch, size, bs, targets); `accums_for(config)` gives
+    the accums to try; `on_done(config, estimates, seconds)` is called after each."""
+    calibration = calibration or load_calibration()
+    traces, out = {}, {}
+    for config in configs:
+        start = time.perf_counter()
+        key = (config.arch, config.size, config.bs, config.targets)
+        if key not in traces:
+            try:
+                traces[key] = SteadyTrace(config, vocabs)
+            except Exception:  # noqa: BLE001 - estimate_accums below reports it in one line
+                traces[key] = None
+        out[config] = estimate_accums(config, vocabs, accums_for(config), calibration, budget_gb, traces[key])
+        if on_done:
+            on_done(config, out[config], time.perf_counter() - start)
     return out
 
 

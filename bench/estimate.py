@@ -19,11 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from paddy import memory  # noqa: E402
-from paddy.config import TrainConfig  # noqa: E402
-from paddy.data import train_items, valid_mask  # noqa: E402
-from paddy.plan import load_plan  # noqa: E402
+from paddy.core.config import TrainConfig  # noqa: E402
+from paddy.core.plan import load_plan  # noqa: E402
+from paddy.data.folder import train_items, valid_mask  # noqa: E402
+from paddy.data.sample import make_sample  # noqa: E402
 from paddy.probe import calibrate, estimate  # noqa: E402
+from paddy.probe.search import accum_candidates, probe_config  # noqa: E402
+from paddy.probe.worker import probe_items  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "h200"
 GPU_CHECK_MIN_IMAGES = {"convnext_small": 400}  # gpu_check's --throughput-images default; the plan models: none
@@ -45,12 +47,10 @@ def measured_rows():
 
 def gpu_check_train_images(min_images):
     """How many training images a gpu_check try had: its 300-image sample's smallest class through the probe."""
-    from paddy.sample import make_sample
-
     with tempfile.TemporaryDirectory() as tmp:
         items = train_items(make_sample(Path(tmp) / "data", n_train=300, n_test=1, size=(8, 8)))
     config = TrainConfig(arch="resnet10t", bs=64)
-    chosen = memory.probe_items(items, config, min_images=min_images)
+    chosen = probe_items(items, config, min_images=min_images)
     return int(len(chosen) - sum(valid_mask(chosen["image_id"], config.valid_pct, config.valid_seed)))
 
 
@@ -125,8 +125,8 @@ def time_plan(vocabs, plan_name, budget_gb):
         print(f"- {config.run_name}: {tries} ({seconds:.1f} s)", flush=True)
 
     start = time.perf_counter()
-    configs = [memory.probe_config(m) for m in plan.members]
-    estimate.estimate_configs(configs, vocabs, lambda c: memory.accum_candidates(c.bs, 16), calibration,
+    configs = [probe_config(m) for m in plan.members]
+    estimate.estimate_configs(configs, vocabs, lambda c: accum_candidates(c.bs, 16), calibration,
                               budget_gb, on_done=show)
     print(f"whole plan: {time.perf_counter() - start:.1f} s")
 

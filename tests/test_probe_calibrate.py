@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from paddy.errors import ConfigError
+from paddy.core.errors import ConfigError
 from paddy.probe import calibrate
 
 

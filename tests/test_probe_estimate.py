@@ -2,7 +2,7 @@
 
 import pytest
 
-from paddy.config import TrainConfig
+from paddy.core.config import TrainConfig
 from paddy.probe import estimate
 from paddy.probe.calibrate import Calibration
 

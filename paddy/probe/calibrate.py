@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from paddy import atomic
-from paddy.errors import ConfigError
+from paddy.core import atomic
+from paddy.core.errors import ConfigError
 
 CALIBRATION_ROOT = Path(__file__).resolve().parents[2] / "bench" / "results"
 CALIBRATION_NAME = "calibration.json"

@@ -20,7 +20,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves, tree_map
 
-from paddy.train import build_learner
+from paddy.vision.learner import build_learner
 
 # CUDA autocast's float32 list, as torch's AMP docs name it ("CUDA Ops that can autocast to float32").
 FP32_OPS = frozenset({

@@ -205,15 +205,15 @@ def test_choose_accum_says_out_of_memory_when_the_last_try_was_killed(monkeypatc
     report = ProbeReport((killed,), {config.run_name: None}, 1.0, "cpu")
     monkeypatch.setattr(probe_run, "probe_configs", lambda *args, **kwargs: report)
     with pytest.raises(ConfigError, match="runs out of memory even at accum 2") as error:
-        choose_accum("data", config, budget_gb=1.0, max_accum=2)
+        choose_accum("data", config, budget_gb=1.0, max_accum=2, estimate=False)
     assert "nan" not in str(error.value)
 
 
 def test_choose_accum_answers_auto_and_refuses_when_nothing_fits(tiny_sample):
     config = tiny_config(accum="auto", device="cpu")
-    assert choose_accum(tiny_sample, config, budget_gb=16, max_accum=2, use_subprocess=False) == 1
+    assert choose_accum(tiny_sample, config, budget_gb=16, max_accum=2, use_subprocess=False, estimate=False) == 1
     with pytest.raises(ConfigError, match="budget"):
-        choose_accum(tiny_sample, config, budget_gb=1e-3, max_accum=2, use_subprocess=False)
+        choose_accum(tiny_sample, config, budget_gb=1e-3, max_accum=2, use_subprocess=False, estimate=False)
 
 
 def test_the_gpu_process_total_counts_the_cache_at_its_peak_not_as_it_is_now():

@@ -11,7 +11,13 @@ training, at accum 1, then 2, 4, ... (micro-batch bs/accum) until the peak fits 
 "does not fit". On CUDA the budget applies to the process's total GPU memory (torch.cuda.list_gpu_processes), else
 to the peak reserved memory; without CUDA to the training process's peak resident memory (CPU peak RSS). Each try
 runs in a fresh subprocess unless --no-subprocess. Note: accumulation with batch norm is not exactly equivalent to
-the full batch (batch statistics come from each micro-batch)."""
+the full batch (batch statistics come from each micro-batch).
+
+--estimate answers without a GPU: each try's peak GPU memory (fp16 training in its steady state, the kit's learner)
+is estimated from a trace on the meta device, calibrated on measured rows (bench/results/<gpu>/calibration.json), in
+seconds per model; no image is decoded (the labels give the head's size). --gpu NAME sets the budget to that GPU's
+usable memory. With a GPU, --estimate --check measures too, prints both, and appends the measurements to the
+calibration rows."""
 
 
 def power_of_two(text):
@@ -20,6 +26,19 @@ def power_of_two(text):
     if not is_power_of_two(value):
         raise argparse.ArgumentTypeError(f"must be a power of two (1, 2, 4, 8, ...), got {value}")
     return value
+
+
+def _gpu_names():
+    from paddy.probe.gpus import GPU_MEMORY_GB
+
+    return list(GPU_MEMORY_GB)
+
+
+def gpu_name(text):
+    """A GPU named in paddy.probe.gpus.GPU_MEMORY_GB, as an argparse type."""
+    if text.strip().lower() not in _gpu_names():
+        raise argparse.ArgumentTypeError(f"unknown GPU {text!r}; known: {', '.join(_gpu_names())}")
+    return text.strip().lower()
 
 
 def register(subparsers):
@@ -36,8 +55,15 @@ def register(subparsers):
                    help="per-image resize with --arch, HEIGHT,WIDTH (default: from the data, as paddy train)")
     p.add_argument("--item-method", choices=("squish", "crop", "pad"), default=None,
                    help="item transform with --arch (default squish)")
-    p.add_argument("--budget-gb", type=positive_float, default=None,
-                   help="memory budget in GB (default: the plan's budget_gb, else 16)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--budget-gb", type=positive_float, default=None,
+                        help="memory budget in GB (default: the plan's budget_gb, else 16)")
+    budget.add_argument("--gpu", type=gpu_name, default=None,
+                        help="budget for this GPU's usable memory: " + ", ".join(_gpu_names()))
+    p.add_argument("--estimate", action="store_true",
+                   help="estimate GPU memory from a trace instead of training (no GPU needed)")
+    p.add_argument("--check", action="store_true",
+                   help="with --estimate on a GPU: measure as well, print both, append to the calibration rows")
     p.add_argument("--max-accum", type=power_of_two, default=16, help="largest accum to try (default 16)")
     p.add_argument("--max-images", type=positive_int, default=None,
                    help="cap on the smallest-class images trained per try (default: all of them)")
@@ -58,6 +84,12 @@ def run_probe(args):
 
     plan, configs, budget = probe_targets(args.arch, args.size, args.plan, args.bs, args.budget_gb, args.write_plan,
                                           item_size=args.item_size, item_method=args.item_method)
+    if args.gpu:
+        from paddy.probe.gpus import gpu_budget_gb
+
+        budget = gpu_budget_gb(args.gpu)
+    if args.check or args.estimate:
+        return run_estimate(args, plan, configs, budget)
     report = probe(args.data, configs, budget_gb=budget, max_accum=args.max_accum, device=args.device,
                    use_subprocess=args.subprocess, max_images=args.max_images, out=args.out,
                    plan=plan if args.write_plan else None, progress=sys.stdout.isatty())
@@ -66,6 +98,54 @@ def run_probe(args):
         print(f"wrote {args.out}/{CSV_NAME}, {MARKDOWN_NAME} and {PLOT_NAME}")
     if args.write_plan:
         print(f"wrote the chosen accum into {plan.path}")
+
+
+def run_estimate(args, plan, configs, budget):
+    """--estimate: the estimated report (or, with --check, measured and estimated side by side); one line per member
+    the tracer could not follow, exit 2 after the others' figures."""
+    from paddy.core.errors import ConfigError
+    from paddy.probe.report import CSV_NAME, MARKDOWN_NAME, PLOT_NAME, format_probe_table, write_probe_outputs
+    from paddy.probe.run import estimate_probe, write_chosen_accum
+
+    if not args.estimate:
+        raise ConfigError("--check goes with --estimate: paddy probe DATA --estimate --check")
+    if args.check:
+        return run_check(args, plan, configs, budget)
+    report = estimate_probe(args.data, configs, budget_gb=budget, max_accum=args.max_accum, gpu=args.gpu or "h200")
+    if args.out:
+        write_probe_outputs(report, args.out)
+    print(format_probe_table(report))
+    if args.out:
+        print(f"wrote {args.out}/{CSV_NAME}, {MARKDOWN_NAME} and {PLOT_NAME}")
+    failed = {r.arch: r.error for r in report.results if r.error}
+    for config in configs:
+        if config.arch in failed:
+            print(f"paddy probe: error: {config.run_name}: {failed[config.arch]}", file=sys.stderr)
+    if failed:
+        return 2
+    if args.write_plan:
+        write_chosen_accum(plan, report)
+        print(f"wrote the chosen accum (estimated, no GPU) into {plan.path}")
+    return 0
+
+
+def run_check(args, plan, configs, budget):
+    """--estimate --check on a GPU: both reports, the comparison, the calibration file appended to."""
+    from paddy.probe.check import check_probe, format_check, require_gpu
+    from paddy.probe.report import format_probe_table, write_probe_outputs
+    from paddy.probe.run import write_chosen_accum
+
+    require_gpu()  # before the data check decodes every image
+    report = check_probe(args.data, configs, budget_gb=budget, max_accum=args.max_accum, gpu=args.gpu,
+                         max_images=args.max_images)
+    if args.out:
+        write_probe_outputs(report.measured, args.out)
+    print(format_probe_table(report.measured) + "\n\nestimate vs measured:\n" + format_check(report))
+    print(f"appended the measured tries to {report.calibration_file}")
+    if args.write_plan:
+        write_chosen_accum(plan, report.measured)
+        print(f"wrote the chosen accum (measured) into {plan.path}")
+    return 0
 
 
 def probe_targets(arch, size, plan, bs, budget_gb, write_plan, item_size=None, item_method=None):

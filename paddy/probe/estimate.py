@@ -16,19 +16,6 @@ from paddy.probe.calibrate import load_calibration
 from paddy.probe.trace import StepTracer
 
 MB = 2**20
-# Usable memory per GPU in GB (1 GB = 1024 MiB), nvidia-smi's memory.total of the card as commonly reported; a
-# budget applies to the process total, which includes the CUDA context.
-GPU_MEMORY_GB = {
-    "t4": 15.0,  # 15360 MiB of 16 GB; Kaggle's "GPU T4 x2" is two of them (kaggle-cli PR #1198, DESIGN.md)
-    "p100": 16.0,  # 16 GB HBM2 (Kaggle's retired P100: 16280 MiB)
-    "v100": 16.0,  # the 16 GB V100 (16160 MiB)
-    "l4": 22.5,  # 24 GB GDDR6, 23034 MiB after ECC
-    "a10g": 22.5,  # 24 GB GDDR6, 23028 MiB after ECC
-    "a100-40": 40.0,  # 40960 MiB
-    "a100-80": 80.0,  # 81920 MiB
-    "h100": 79.6,  # 80 GB HBM3, 81559 MiB
-    "h200": 139.0,  # 141 GB HBM3e; about 139 GiB as the device tool of this project reports it
-}
 STEADY = "steady"  # schedule of a real run: gradients and optimizer state exist before each micro-batch
 
 
@@ -54,14 +41,6 @@ class Estimate:
     estimated_total_mb: float = math.nan
     calibrated_on: str = ""
     error: str = ""
-
-
-def gpu_budget_gb(name):
-    """The usable GB of a GPU named in GPU_MEMORY_GB (case-insensitive); KeyError names the known ones."""
-    key = name.strip().lower()
-    if key not in GPU_MEMORY_GB:
-        raise KeyError(f"unknown GPU {name!r}; known: {', '.join(GPU_MEMORY_GB)}")
-    return GPU_MEMORY_GB[key]
 
 
 def schedule_actions(micro_batches, accum):

@@ -7,13 +7,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from paddy.core import atomic
-from paddy.probe.search import ProbeReport
+from paddy.probe.search import ProbeReport, TryResult
 
 CSV_NAME = "probe.csv"
 PLOT_NAME = "probe.png"
 MARKDOWN_NAME = "probe.md"
 COLUMNS = ("arch", "size", "accum", "micro_bs", "peak_allocated_mb", "peak_reserved_mb", "process_total_mb",
-           "device", "fits", "seconds", "images_per_s", "error")
+           "estimated_alloc_mb", "estimated_total_mb", "device", "fits", "seconds", "images_per_s", "error")
 
 
 def results_frame(results: tuple) -> pd.DataFrame:
@@ -23,17 +23,24 @@ def results_frame(results: tuple) -> pd.DataFrame:
 
 def format_probe_table(report: ProbeReport) -> str:
     """The tries as a markdown table, with the chosen accum per member below it."""
-    head = ["arch", "size", "accum", "micro bs", "peak alloc MB", "peak reserved MB", "process total MB", "device",
-            "fits", "seconds", "images/s"]
+    head = ["arch", "size", "accum", "micro bs", "peak alloc MB", "peak reserved MB", "process total MB",
+            "est. alloc MB", "est. total MB", "device", "fits", "seconds", "images/s"]
     rows = [[r.arch, r.size, r.accum, r.micro_bs, format_mb(r.peak_allocated_mb), format_mb(r.peak_reserved_mb),
-             format_mb(r.process_total_mb), r.device, ("yes" if r.fits else "OOM" if r.oom else "no"),
-             f"{r.seconds:.1f}", format_mb(r.images_per_s)] for r in report.results]
+             format_mb(r.process_total_mb), format_mb(r.estimated_alloc_mb), format_mb(r.estimated_total_mb),
+             r.device, fits_cell(r), f"{r.seconds:.1f}", format_mb(r.images_per_s)] for r in report.results]
     lines = markdown_table(head, rows)
     lines.append("")
-    lines.append(f"budget {report.budget_gb:g} GB on {report.device}; chosen accum per member:")
+    lines.append(f"budget {report.budget_gb:g} GB, {report.device}; chosen accum per member:")
     lines += [f"- {name}: {accum if accum else 'does not fit at any accum tried'}"
               for name, accum in report.chosen.items()]
     return "\n".join(lines)
+
+
+def fits_cell(result: TryResult) -> str:
+    """yes, OOM, error or no."""
+    if result.fits:
+        return "yes"
+    return "OOM" if result.oom else "error" if result.error else "no"
 
 
 def markdown_table(head: list, rows: list) -> list[str]:
@@ -56,12 +63,19 @@ def plot_results(report: ProbeReport, path: str | Path) -> Path:
     ax.bar(range(len(values)), values, color=["tab:green" if r.fits else "tab:red" for r in report.results])
     ax.axhline(report.budget_gb * 1024, color="black", linestyle="--", label=f"budget {report.budget_gb:g} GB")
     ax.set_xticks(range(len(values)), labels, rotation=45, ha="right", fontsize=7)
-    ax.set_ylabel("peak MB (" + ("CPU RSS" if report.device == "cpu" else "GPU process total") + ")")
+    ax.set_ylabel("peak MB (" + y_label(report.device) + ")")
     ax.legend()
     fig.tight_layout()
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
     return Path(path)
+
+
+def y_label(device: str) -> str:
+    """What the bars measure on `device`."""
+    if device == "cpu":
+        return "CPU RSS"
+    return "estimated GPU process total" if device.startswith("estimated") else "GPU process total"
 
 
 def write_probe_outputs(report: ProbeReport, out: str | Path) -> list[Path]:

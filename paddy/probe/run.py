@@ -1,6 +1,8 @@
 """The probe run: check inputs, probe every member (each try in a fresh process), report, and pick the accum.
 
-`choose_accum` is what `accum = "auto"` calls: the CLI, kernels and the demo pass it to `paddy.vision.run`.
+Without a GPU, `estimate_probe` answers the same question from a trace (paddy.probe.estimate): rows and outputs in
+the same forms, labelled "estimated, no GPU". `choose_accum` is what `accum = "auto"` calls (the CLI, kernels and
+the demo pass it to `paddy.vision.run`); it estimates when the run's device is not CUDA.
 """
 
 import dataclasses
@@ -16,8 +18,19 @@ from paddy.core.errors import ConfigError
 from paddy.core.plan import Plan, write_plan
 from paddy.core.runtime import resolve_device
 from paddy.data import source
+from paddy.data.folder import target_vocabs
+from paddy.probe.calibrate import load_calibration
+from paddy.probe.estimate import estimate_configs
 from paddy.probe.report import write_probe_outputs
-from paddy.probe.search import ProbeReport, check_budget, chosen_accum, search_accum
+from paddy.probe.search import (
+    ProbeReport,
+    TryResult,
+    accum_candidates,
+    check_budget,
+    chosen_accum,
+    probe_config,
+    search_accum,
+)
 from paddy.probe.worker import TryRequest, fit_one_epoch, measure_try, probe_items, search_in_subprocess
 from paddy.vision.learner import check_arch
 
@@ -80,18 +93,64 @@ def run_probe(data: str | Path, configs: Sequence[TrainConfig], budget_gb: float
     return report
 
 
+ESTIMATED = "estimated, no GPU"
+
+
+def uses_estimate(device: str) -> bool:
+    """Whether the probe estimates rather than measures on `device` (resolved): anything but CUDA."""
+    return not str(device).startswith("cuda")
+
+
+def estimate_probe(data: str | Path, configs: Sequence[TrainConfig], budget_gb: float = 16.0, max_accum: int = 16,
+                   gpu: str = "h200", calibration_root: str | Path | None = None) -> ProbeReport:
+    """The probe's report from estimates: every config at accum 1, 2, 4, ... until its estimated process total fits
+    `budget_gb`, calibrated on `gpu`'s rows. A member the tracer cannot follow gets an error row and no accum."""
+    check_budget(budget_gb)
+    check_power_of_two(max_accum, "max accum")
+    configs = tuple(probe_config(c) for c in check_configs(configs))
+    targets = tuple(dict.fromkeys(t for c in configs for t in c.targets))
+    vocabs = target_vocabs(source.train_items(data), targets)  # the head's size: no image is decoded
+    calibration = load_calibration(gpu, calibration_root)
+    device = f"{ESTIMATED} (calibrated on {calibration.gpu})"
+    firsts = {}
+    for config in configs:  # members sharing arch, size, bs and targets are estimated once, as the probe does
+        firsts.setdefault((config.arch, config.size, config.bs, config.targets), config)
+    traced = [source.resolve_item_size(data, c) for c in firsts.values()]  # the DataLoader's batch at the data's size
+    estimates = estimate_configs(traced, vocabs, lambda c: accum_candidates(c.bs, max_accum), calibration, budget_gb)
+    rows = {key: [_estimate_row(e, device).judged(budget_gb) for e in estimates[config]]
+            for key, config in zip(firsts, traced, strict=True)}
+    chosen = {c.run_name: chosen_accum(rows[(c.arch, c.size, c.bs, c.targets)]) for c in configs}
+    return ProbeReport(results=tuple(r for key in firsts for r in rows[key]), chosen=chosen,
+                       budget_gb=float(budget_gb), device=device)
+
+
+def _estimate_row(estimate, device):
+    return TryResult(arch=estimate.arch, size=estimate.size, accum=estimate.accum, micro_bs=estimate.micro_bs,
+                     estimated_alloc_mb=estimate.estimated_alloc_mb, estimated_total_mb=estimate.estimated_total_mb,
+                     device=device, error=estimate.error)
+
+
 def choose_accum(data: str | Path, config: TrainConfig, budget_gb: float, max_accum: int = 16,
-                 device: str | None = None, use_subprocess: bool = True, max_images: int | None = None) -> int:
-    """The smallest accum at which `config` trains within `budget_gb` (for `accum = "auto"`); ConfigError if none."""
-    report = probe_configs(data, [config], budget_gb=budget_gb, max_accum=max_accum,
-                           device=device or config.device, use_subprocess=use_subprocess, max_images=max_images,
-                           progress=False)
+                 device: str | None = None, use_subprocess: bool = True, max_images: int | None = None,
+                 estimate: bool | None = None) -> int:
+    """The smallest accum at which `config` trains within `budget_gb` (for `accum = "auto"`), measured on CUDA and
+    estimated elsewhere (`estimate` True or False forces either); ConfigError if none."""
+    device = resolve_device(device or config.device)
+    estimate = uses_estimate(device) if estimate is None else estimate
+    if estimate:
+        report = estimate_probe(data, [config], budget_gb=budget_gb, max_accum=max_accum)
+    else:
+        report = probe_configs(data, [config], budget_gb=budget_gb, max_accum=max_accum, device=device,
+                               use_subprocess=use_subprocess, max_images=max_images, progress=False)
     accum = report.chosen[config.run_name]
     if accum is None:
         worst = report.results[-1]
+        if worst.error and not worst.oom:
+            raise ConfigError(f"{worst.error}; give accum a number instead of 'auto'")
         # A try killed for memory has no measured peak: say it ran out rather than "needs nan MB".
         need = "runs out of memory" if math.isnan(worst.budget_mb) else f"needs {worst.budget_mb:.0f} MB"
-        raise ConfigError(f"{config.arch} at {worst.size} {need} even at accum "
+        how = f" ({ESTIMATED})" if estimate else ""
+        raise ConfigError(f"{config.arch} at {worst.size} {need}{how} even at accum "
                           f"{worst.accum}, over the {budget_gb} GB budget: use a smaller size or arch, or more memory")
     return accum
 

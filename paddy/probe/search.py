@@ -32,11 +32,14 @@ class TryResult:
     images_per_s: float = math.nan
     oom: bool = False
     error: str = ""
+    estimated_alloc_mb: float = math.nan  # paddy.probe.estimate's figures, without a GPU
+    estimated_total_mb: float = math.nan
 
     @property
     def budget_mb(self):
-        """The figure the budget applies to: process total, else reserved peak, else allocated peak."""
-        for value in (self.process_total_mb, self.peak_reserved_mb, self.peak_allocated_mb):
+        """The figure the budget applies to: process total, else reserved peak, else allocated peak, else the
+        estimated process total."""
+        for value in (self.process_total_mb, self.peak_reserved_mb, self.peak_allocated_mb, self.estimated_total_mb):
             if not math.isnan(value):
                 return value
         return math.nan

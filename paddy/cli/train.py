@@ -64,8 +64,9 @@ def register(subparsers):
 def run_train(args):
     """Parse the arguments into a config or plan, train, print one line per run."""
     from paddy.core.run_folder import describe_errors
-    from paddy.probe.run import choose_accum  # accum "auto": the probe picks it, above the training layer
     from paddy.vision.run import train_plan, train_run
+
+    choose_accum = _announced_chooser()  # accum "auto": the probe picks it, above the training layer
 
     if args.plan or args.runs:
         plan = _plan(args)
@@ -77,6 +78,19 @@ def run_train(args):
         print(f"{result['run']}: {result['epochs']} epochs, valid error {describe_errors(result['valid_error_tta'])} "
               f"(TTA {result.get('tta', '?')}), {state}")
     return 0
+
+
+def _announced_chooser():
+    """The probe's accum chooser, printing each choice and how it was made (measured on CUDA, else estimated)."""
+    from paddy.probe.run import ESTIMATED, choose_accum, uses_estimate
+
+    def choose(data, config, budget_gb):
+        accum = choose_accum(data, config, budget_gb)
+        how = ESTIMATED if uses_estimate(config.device) else "measured"
+        print(f"{config.run_name}: accum auto -> {accum} for a {budget_gb:g} GB budget ({how})", flush=True)
+        return accum
+
+    return choose
 
 
 # Flags that define a run (argparse dests equal TrainConfig fields); plan members define their own.

@@ -41,6 +41,7 @@ class Estimate:
     estimated_total_mb: float = math.nan
     calibrated_on: str = ""
     error: str = ""
+    seconds: float = 0.0  # tracing and replaying this try
 
 
 def schedule_actions(micro_batches, accum):
@@ -133,11 +134,12 @@ def estimate_accums(config, vocabs, accums, calibration=None, budget_gb=None, st
     try:
         steady = steady or SteadyTrace(config, vocabs)
         for accum in accums:
+            start = time.perf_counter()
             traced = steady.peaks(accum, config.item_size)
             out.append(Estimate(config.arch, size, accum, config.bs // accum, traced=traced,
                                 estimated_alloc_mb=calibration.allocated_mb(traced.allocated_mb),
                                 estimated_total_mb=calibration.total_mb(traced.allocated_mb),
-                                calibrated_on=calibration.gpu))
+                                calibrated_on=calibration.gpu, seconds=round(time.perf_counter() - start, 2)))
             if budget_gb is not None and out[-1].estimated_total_mb <= budget_gb * 1024:
                 break
     except Exception as error:  # noqa: BLE001 - an arch the tracer cannot follow is that member's one line

@@ -127,7 +127,7 @@ def estimate_probe(data: str | Path, configs: Sequence[TrainConfig], budget_gb: 
 def _estimate_row(estimate, device):
     return TryResult(arch=estimate.arch, size=estimate.size, accum=estimate.accum, micro_bs=estimate.micro_bs,
                      estimated_alloc_mb=estimate.estimated_alloc_mb, estimated_total_mb=estimate.estimated_total_mb,
-                     device=device, error=estimate.error)
+                     device=device, error=estimate.error, seconds=estimate.seconds)
 
 
 def choose_accum(data: str | Path, config: TrainConfig, budget_gb: float, max_accum: int = 16,

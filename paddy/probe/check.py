@@ -11,7 +11,8 @@ import torch
 
 from paddy.core.config import TrainConfig
 from paddy.core.errors import ConfigError
-from paddy.data.folder import target_vocabs, train_items, valid_mask
+from paddy.data import source
+from paddy.data.folder import target_vocabs, valid_mask
 from paddy.probe.calibrate import append_rows, calibration_path
 from paddy.probe.estimate import trace_schedule
 from paddy.probe.run import estimate_probe, probe_configs
@@ -61,9 +62,9 @@ def check_probe(data: str | Path, configs: Sequence[TrainConfig], budget_gb: flo
 
 def calibration_rows(data, configs, measured, max_images=None):
     """One calibration row per measured try with figures: its figures beside the trace of the same epoch."""
-    items, first = train_items(data), {}
-    for config in configs:
-        first.setdefault((config.arch, f"{config.size[0]}x{config.size[1]}"), config)
+    items, first = source.train_items(data), {}
+    for config in configs:  # measured at the data's item size when the config has none, as the probe does
+        first.setdefault((config.arch, f"{config.size[0]}x{config.size[1]}"), source.resolve_item_size(data, config))
     targets = tuple(dict.fromkeys(t for c in configs for t in c.targets))
     vocabs = target_vocabs(items, targets)
     rows = []

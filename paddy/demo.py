@@ -1,9 +1,10 @@
 """`paddy demo`: the kit's main job end to end on a small synthetic competition, on CPU, in minutes.
 
 It calls the same library functions as the CLI, in a competitor's order: sample, check, resize, probe two tiny
-architectures, train a disease-only and a disease+variety member with gradient accumulation, ensemble their
-test-time-augmented probabilities, write and check the submission. Everything goes under one work folder, and a
-rerun reuses what is already there (the sample, resized copies, complete runs).
+architectures, train a disease-only and a disease+variety member with gradient accumulation and 3-fold
+cross-validation (every training image predicted out of fold), fit blend weights on those OOF predictions and
+score them nested against equal weights and the best member, then write and check the submission. Everything
+goes under one work folder, and a rerun reuses what is already there (the sample, resized copies, complete runs).
 """
 
 import time
@@ -26,16 +27,18 @@ from paddy.vision.run import train_plan
 N_TRAIN, N_TEST = 240, 24
 IMAGE_SIZE = (240, 320)  # width x height: portrait like the real photos, smaller so the demo stays quick
 MAX_SIZE = 64  # the resized copy the models train on
+FOLDS = 3
+FIT = "caruana"
 SHARED = dict(size=(48, 48), item_size=(64, 48), epochs=5, lr=1e-2, bs=16, accum=2, finetune=False, pretrained=False,
-              seed=42, split_seed=42, tta="2,0.25", num_workers=0, device="auto")
+              seed=42, split_seed=42, tta="2,0.25", num_workers=0, device="auto", folds=FOLDS)
 
 
 def demo_plan():
-    """Two tiny members sharing one validation split: disease only, and disease + variety (both accum 2)."""
+    """Two tiny members sharing 3 folds: disease only, and disease + variety (both accum 2)."""
     members = (TrainConfig(arch="resnet10t", targets=("label",), name="resnet10t-disease", **SHARED),
                TrainConfig(arch="convnext_atto", targets=("label", "variety"), target_weights=(1.0, 0.5),
                            name="convnext_atto-disease-variety", **SHARED))
-    return Plan(members=members, budget_gb=8.0, description="paddy demo: two tiny CPU members, accum 2, TTA")
+    return Plan(members=members, budget_gb=8.0, description="paddy demo: two tiny CPU members, 3 folds, accum 2, TTA")
 
 
 @dataclass
@@ -100,23 +103,30 @@ def step_probe(data, plan, workdir, result):
     return report
 
 
+def describe_outcome(outcome: dict) -> str:
+    """One line per trained fold or assembled member."""
+    reused = " (reused)" if outcome.get("skipped") else ""
+    if "n_oof" in outcome:  # a member assembled from its folds
+        return (f"{outcome['run']}: {outcome['folds']} folds, out-of-fold error on all {outcome['n_oof']} training "
+                f"images {describe_errors(outcome['oof_error_tta'])}{reused}")
+    return (f"{outcome['run']}: {outcome['arch']}, {outcome['epochs']} epochs, accum {outcome['accum']} (micro-batch "
+            f"{outcome['micro_bs']}), TTA {outcome['tta']}: valid error "
+            f"{describe_errors(outcome['valid_error_tta'])}{reused}")
+
+
 def step_train(data, plan, workdir, result):
-    """Train both members (a complete run folder from an earlier demo is reused)."""
+    """Train both members' folds (complete folds and members from an earlier demo are reused)."""
     runs = workdir / "runs"
     write_plan(plan, workdir / "plan.toml")
     outcomes, seconds = _timed(train_plan, data, plan, runs, choose_accum=choose_accum)
-    lines = [f"{o['run']}: {o['arch']}, {o['epochs']} epochs, accum {o['accum']} (micro-batch {o['micro_bs']}), "
-             f"TTA {o['tta']}: valid error {describe_errors(o['valid_error_tta'])}"
-             + (" (reused)" if o.get("skipped") else "")
-             for o in outcomes]
-    result.add("train", seconds, "\n".join(lines), runs)
+    result.add("train", seconds, "\n".join(describe_outcome(o) for o in outcomes), runs)
     return [runs / member.run_name for member in plan.members]
 
 
 def step_ensemble(run_dirs, data, workdir, result):
-    """Ensemble the members' TTA probabilities into a submission, then check the written file."""
+    """Fit blend weights on the members' OOF probabilities, write the submission, then check the written file."""
     out = workdir / "submissions" / "demo.csv"
-    ensembled, seconds = _timed(ensemble_runs, run_dirs, data, out, message="paddy demo", overwrite=True)
+    ensembled, seconds = _timed(ensemble_runs, run_dirs, data, out, message="paddy demo", overwrite=True, fit=FIT)
     result.add("ensemble", seconds, format_ensemble_table(ensembled), out)
     vocab = ensembled.members[0].test.vocab
     frame, seconds = _timed(check_submission_file, out, data=data, vocab=vocab)

@@ -14,6 +14,7 @@ def test_demo_plan_has_a_single_and_a_multi_target_member_with_accumulation():
     plan = demo_plan()
     assert [m.targets for m in plan.members] == [("label",), ("label", "variety")]
     assert {m.accum for m in plan.members} == {2} and all(m.micro_bs * 2 == m.bs for m in plan.members)
+    assert {m.folds for m in plan.members} == {3}  # 2 members x 3 folds, sharing runs/folds.csv
     assert len({m.arch for m in plan.members}) == 2 and {m.split_seed for m in plan.members} == {42}
     assert not any(m.pretrained for m in plan.members)  # never downloads weights
     import tomllib
@@ -36,15 +37,22 @@ def test_demo_end_to_end(tmp_path, monkeypatch, capsys):
     summary = capsys.readouterr().out
     for step in ("sample", "check", "resize", "probe", "train", "ensemble", "submission check"):
         assert f"== {step} (" in summary
-    assert "accum 2 (micro-batch 8)" in summary and "variety" in summary and "ENSEMBLE" in summary
+    assert "accum 2 (micro-batch 8)" in summary and "variety" in summary
+    for words in ("fold-2:", "out-of-fold error on all 240 training images", "EQUAL WEIGHTS",
+                  "FITTED caruana/logloss (nested)", "over the best member", "variety head, OOF accuracy"):
+        assert words in summary
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # everything under the work folder
     work = tmp_path / "out"
     csv = work / "submissions" / "demo.csv"
     frame = check_submission_file(csv, data=work / "data64")
     assert len(frame) == len(pd.read_csv(work / "data" / "sample_submission.csv"))
     log = read_log(work / "submissions" / "log.csv")
-    assert len(log) == 1 and log.loc[0, "message"] == "paddy demo" and log.loc[0, "n_valid"] == "48"
+    assert len(log) == 1 and log.loc[0, "message"] == "paddy demo" and log.loc[0, "n_valid"] == "240"
+    assert log.loc[0, "fit"] == "caruana/logloss" and 0 < log.loc[0, "cv_accuracy"] <= 1
     for run in ("resnet10t-disease", "convnext_atto-disease-variety"):
-        assert (work / "runs" / run / "result.json").is_file()
+        member = work / "runs" / run
+        assert (member / "result.json").is_file() and (member / "oof_probs_label.csv").is_file()
+        assert all((member / f"fold-{i}" / "result.json").is_file() for i in range(3))
+    assert (work / "runs" / "folds.csv").is_file()
     assert (work / "runs" / "convnext_atto-disease-variety" / "test_probs_variety.csv").is_file()
     assert (work / "probe" / "probe.csv").is_file() and (work / "plan.toml").is_file()

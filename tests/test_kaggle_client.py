@@ -380,3 +380,34 @@ def test_push_with_an_array_cache_sends_it_as_a_private_dataset_once(stub, rende
         ["manifest.json", "index.csv", "train.npy", "test.npy", "train.csv", "sample_submission.csv"])
     code, out, err = _run(capsys, "kernels", "push", with_cache[0], "--stage", stage, "--cache", cache)
     assert code == 0 and "dataset someone/paddy-cache-squish64x64: unchanged" in out, (out, err)
+
+
+def test_submissions_print_cv_beside_the_public_score_and_plot_them(stub, tmp_path, capsys):
+    from paddy.ensemble.log import CV_PLOT, append_log
+
+    log = tmp_path / "submissions" / "log.csv"
+    for n, (cv, public) in enumerate(((0.91, 0.90), (0.93, 0.925), (0.95, 0.94))):
+        ref = 60001 + n
+        stub.submissions.append({"ref": ref, "description": f"try {n}", "token": ""})
+        stub.scores[ref] = str(public)
+        append_log(log, {"event": "submitted", "file": f"s{n}.csv", "competition": "paddy-disease-classification",
+                         "message": f"try {n}", "kaggle_ref": ref, "cv_accuracy": cv, "cv_std": 0.01,
+                         "fit": "caruana/logloss"})
+    code, out, err = _run(capsys, "submissions", "--log", log)
+    assert code == 0, err
+    assert "CV" in out.splitlines()[0] and "0.93000" in out and "0.925" in out
+    assert f"public score vs CV: {log.parent / CV_PLOT}" in out
+    assert (log.parent / CV_PLOT).read_bytes().startswith(b"\x89PNG")
+
+
+def test_fewer_than_three_scored_rows_make_no_plot(stub, tmp_path, capsys):
+    from paddy.ensemble.log import CV_PLOT, append_log
+
+    log = tmp_path / "log.csv"
+    stub.submissions.append({"ref": 60001, "description": "one", "token": ""})
+    stub.scores[60001] = "0.9"
+    append_log(log, {"event": "submitted", "file": "s.csv", "competition": "paddy-disease-classification",
+                     "message": "one", "kaggle_ref": 60001, "cv_accuracy": 0.92, "cv_std": 0.01})
+    code, out, err = _run(capsys, "submissions", "--log", log)
+    assert code == 0 and "0.92000" in out and "vs CV" not in out, err
+    assert not (tmp_path / CV_PLOT).exists()

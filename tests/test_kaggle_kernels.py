@@ -23,6 +23,7 @@ from paddy.kaggle.kernels import (
     kernel_folders,
     kernel_metadata,
     kernel_titles,
+    member_kernels,
     read_kernel_folder,
     render_kernels,
 )
@@ -130,6 +131,36 @@ def test_build_kernels_probe_members_ensemble(plan):
     runs = _assigned(ensemble_text, "RUNS")
     assert runs == [f"/kaggle/input/{s}/{m.run_name}" for s, m in zip(slugs[1:3], plan.members)]
     assert "ensemble_runs(RUNS, find_data(DATA)" in ensemble_text
+
+
+def test_a_plan_with_folds_gets_one_kernel_per_member_and_fold(plan):
+    folded = replace(plan, members=(plan.members[0].replace(folds=3), plan.members[1]))
+    built = build_kernels(folded, "someone")
+    slugs = list(built)
+    assert len(slugs) == 1 + 3 + 1 + 1
+    fold_slugs = [s for s in slugs if s.endswith(("-f0", "-f1", "-f2"))]
+    assert len(fold_slugs) == 3
+    for fold, slug in enumerate(fold_slugs):
+        text = built[slug][1]
+        assert f"train_member(find_data(DATA), config, OUT / config.run_name, fold={fold}, budget_gb=4.0," in text
+        assert TrainConfig.from_dict(_assigned(text, "CONFIG")).folds == 3
+    meta, text = built[slugs[-1]]
+    assert meta["kernel_sources"] == [f"someone/{s}" for s in slugs[1:-1]]
+    name = folded.members[0].run_name
+    assert _assigned(text, "FOLDS") == {name: [f"/kaggle/input/{s}/{name}/fold-{f}" for f, s in enumerate(fold_slugs)]}
+    assert _assigned(text, "RUNS") == [f"/kaggle/input/{slugs[4]}/{folded.members[1].run_name}"]
+    assert "fit='equal'" in text  # one member has no OOF rows: nothing to fit on
+    all_folded = replace(plan, members=tuple(m.replace(folds=2) for m in plan.members))
+    assert "fit='caruana'" in list(build_kernels(all_folded, "someone").values())[-1][1]
+
+
+def test_fold_titles_keep_their_fold_when_names_are_long():
+    members = [TrainConfig(arch="convnext_small.fb_in22k", size=(256, 192), item_size=(480, 360), folds=5)]
+    _, titles, _ = kernel_titles("road-to-the-top", members)
+    trainers = member_kernels(titles, members)
+    assert [t[2] for t in trainers] == [0, 1, 2, 3, 4]
+    assert all(t[0].endswith(f" f{t[2]}") and len(t[0]) <= 50 for t in trainers)
+    assert len({check_title(t[0]) for t in trainers}) == 5
 
 
 def test_member_script_carries_the_resolved_config(plan):
@@ -279,9 +310,10 @@ num_workers = 0
 
 
 @pytest.mark.slow
-def test_rendered_scripts_install_the_kit_and_run_the_plan(tiny_sample, tmp_path, monkeypatch):
-    """A member script and the ensemble script, /kaggle paths moved here, install the built wheel and do their job."""
-    (tmp_path / "one.toml").write_text(ONE_MEMBER_TOML)
+@pytest.mark.parametrize("folds", ["", "folds = 2\n"])
+def test_rendered_scripts_install_the_kit_and_run_the_plan(tiny_sample, tmp_path, monkeypatch, folds):
+    """Member (or fold) scripts and the ensemble script, /kaggle paths moved here, install the wheel and work."""
+    (tmp_path / "one.toml").write_text(ONE_MEMBER_TOML + folds)
     plan = load_plan(tmp_path / "one.toml")
     built = build_kernels(plan, "someone")
     stage, working, site = tmp_path / "kit", tmp_path / "working", tmp_path / "site"

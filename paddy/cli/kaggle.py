@@ -63,7 +63,8 @@ def _register_submissions(subparsers):
                         "paddy ensemble logged it)")
     submit.set_defaults(func=run_submit)
 
-    listing = subparsers.add_parser("submissions", help="list your Kaggle submissions; fill the log's scores")
+    listing = subparsers.add_parser("submissions", help="list your Kaggle submissions with their CV; fill the "
+                                    "log's scores; plot public score vs CV (3+ scored)")
     listing.add_argument("--competition", default=COMPETITION, help="competition slug (default: %(default)s)")
     listing.add_argument("--log", default="submissions/log.csv", help="submissions log (default: %(default)s)")
     listing.set_defaults(func=run_submissions)
@@ -133,9 +134,11 @@ def run_submissions(args):
     """paddy submissions."""
     from paddy.kaggle.client import sync_submissions
 
-    rows = sync_submissions(args.competition, log=args.log)
-    print(f"{'ref':>10}  {'date':25}  {'status':8}  {'public':>8}  file: description")
-    for row in rows:
+    synced = sync_submissions(args.competition, log=args.log)
+    print(f"{'ref':>10}  {'date':25}  {'status':8}  {'public':>8}  {'CV':>8}  {'CV std':>7}  file: description")
+    for row in synced["submissions"]:
         error = f" [{row['error']}]" if row["error"] else ""  # why Kaggle could not score it
         print(f"{row['ref']:>10}  {row['date']:25}  {row['status']:8}  {row['public_score']:>8}  "
-              f"{row['file']}: {row['description']}{error}")
+              f"{row['cv_accuracy']:>8}  {row['cv_std']:>7}  {row['file']}: {row['description']}{error}")
+    if synced["plot"]:
+        print(f"public score vs CV: {synced['plot']}")

@@ -12,12 +12,21 @@ command; a complete run folder is skipped.
 Gradient accumulation: --accum K runs micro-batches of BS/K images and steps the optimizer once every BS images
 (fastai's GradientAccumulation counts samples), so the effective batch and learning rate stay those of --bs while
 peak memory drops. It is exactly equivalent only for models without batch norm: with batch norm each micro-batch
-normalises with its own statistics, so results differ slightly from a true batch of BS."""
+normalises with its own statistics, so results differ slightly from a true batch of BS.
+
+Cross-validation: --folds K (or folds = K in a plan) writes RUNS/folds.csv once (image_id, fold: stratified by
+label, varieties spread, seeded by split_seed; a different train.csv under the same RUNS is refused) and trains
+RUNS/<member>/fold-<i>/ for each fold, an ordinary run folder whose validation set is fold i (with --out, RUNS is
+the folder above OUT). When all K folds are complete, the member folder gets oof_probs_<target>.csv (every
+training image once, predicted by the fold model that never saw it), test_probs_<target>.csv (the folds'
+average) and result.json, so paddy ensemble reads it as one run and can fit blend weights on it."""
 
 EPILOG = """examples:
   paddy train data/ --arch resnet10t --size 128 --epochs 1 --no-pretrained --out runs/tiny
   paddy train data/ --arch convnext_small.fb_in22k --size 128 --accum 2 --targets label,variety --out runs/cs
   paddy train data/ --plan tiny --runs runs/          (built-in plans: tiny, road-to-the-top)
+  paddy train data/ --plan tiny --runs runs/ --folds 5     (runs/<member>/fold-<i>/, then OOF files per member)
+  paddy train data/ --plan tiny --runs runs/ --folds 5 --fold 2    (one fold of each member, e.g. per machine)
 """
 
 
@@ -54,7 +63,14 @@ def register(subparsers):
     one.add_argument("--tta", help="N,BETA (fastai tta), flip, or none (4,0.25)")
     one.add_argument("--device", help="auto, cpu, cuda or cuda:N (auto); with --plan: for every member")
     one.add_argument("--workers", type=int, help="DataLoader workers (fastai's default); with --plan: for every member")
-    one.add_argument("--out", help="run folder to write")
+    one.add_argument("--out", help="run folder to write (with --folds: the member folder; folds.csv goes beside it)")
+    folds = parser.add_argument_group("cross-validation")
+    folds.add_argument("--folds", type=positive_int,
+                       help="K-fold cross-validation: K runs, each holding one fold out (stratified by label, seeded "
+                            "by split_seed), then out-of-fold and fold-averaged test probabilities; with --plan: for "
+                            "every member")
+    folds.add_argument("--fold", type=int, help="train only fold I (0..K-1), e.g. one per machine; the member's "
+                       "OOF files appear when all K are complete")
     many = parser.add_argument_group("a plan")
     many.add_argument("--plan", help="plan TOML file or built-in plan name (tiny, road-to-the-top)")
     many.add_argument("--runs", help="folder that gets one run folder per plan member")
@@ -63,16 +79,22 @@ def register(subparsers):
 
 def run_train(args):
     """Parse the arguments into a config or plan, train, print one line per run."""
+    from paddy.core.errors import ConfigError
     from paddy.core.run_folder import describe_errors
-    from paddy.vision.run import train_plan, train_run
+    from paddy.vision.run import train_member, train_plan, train_run
 
     choose_accum = _announced_chooser()  # accum "auto": the probe picks it, above the training layer
 
     if args.plan or args.runs:
-        plan = _plan(args)
-        results = train_plan(args.data, plan, args.runs, choose_accum=choose_accum)
+        results = train_plan(args.data, _plan(args), args.runs, choose_accum=choose_accum, fold=args.fold)
     else:
-        results = [train_run(args.data, _config(args), args.out, choose_accum=choose_accum)]
+        config = _config(args)
+        if config.folds:
+            results = train_member(args.data, config, args.out, fold=args.fold, choose_accum=choose_accum)
+        elif args.fold is not None:
+            raise ConfigError("--fold I needs --folds K (the number of folds)")
+        else:
+            results = [train_run(args.data, config, args.out, choose_accum=choose_accum)]
     for result in results:
         state = "skipped (complete)" if result.get("skipped") else f"{result.get('seconds')} s"
         print(f"{result['run']}: {result['epochs']} epochs, valid error {describe_errors(result['valid_error_tta'])} "
@@ -96,7 +118,7 @@ def _announced_chooser():
 # Flags that define a run (argparse dests equal TrainConfig fields); plan members define their own.
 RUN_FLAGS = ("arch", "size", "item_size", "item_method", "epochs", "lr", "bs", "accum", "finetune", "pretrained",
              "seed", "targets", "target_weights", "tta")
-OVERRIDES = {"device": "device", "workers": "num_workers"}  # machine settings: applied to every plan member
+OVERRIDES = {"device": "device", "workers": "num_workers", "folds": "folds"}  # applied to every plan member
 SPELLING = {"finetune": "--no-finetune", "pretrained": "--no-pretrained"}
 
 
@@ -114,7 +136,7 @@ def _plan(args):
     given = [SPELLING.get(d, "--" + d.replace("_", "-")) for d in (*RUN_FLAGS, "out") if getattr(args, d) is not None]
     if given:
         raise ConfigError(f"{', '.join(given)} cannot be combined with --plan: set them in the plan file "
-                          "(only --device and --workers apply to every member)")
+                          "(only --device, --workers and --folds apply to every member)")
     if not (args.plan and args.runs):
         raise ConfigError("a plan run takes --plan PLAN --runs DIR")
     plan = load_plan(args.plan)

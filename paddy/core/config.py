@@ -95,6 +95,7 @@ class TrainConfig:
     target_weights: tuple = ()
     tta: str = "4,0.25"
     name: str = ""
+    folds: object = None  # None: one seeded valid_pct split; K >= 2: K-fold cross-validation (paddy/data/folds.py)
     num_workers: object = None  # None: fastai's default
     device: str = "auto"
 
@@ -124,6 +125,10 @@ class TrainConfig:
             raise ConfigError(f"valid_pct must be between 0 and 1, got {self.valid_pct}")
         if not 0.0 < self.min_scale <= 1.0:
             raise ConfigError(f"min_scale must be in (0, 1], got {self.min_scale}")
+        if self.folds is not None:
+            _check_whole(folds=self.folds)
+            if self.folds < 2:
+                raise ConfigError(f"folds must be at least 2, got {self.folds}; leave folds out to train one split")
         if self.num_workers is not None and (not isinstance(self.num_workers, int) or self.num_workers < 0):
             raise ConfigError(f"num_workers must be 0 or more (0: load in the main process), got {self.num_workers!r}")
         check_device(self.device)

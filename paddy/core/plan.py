@@ -11,7 +11,7 @@ from paddy.core.errors import ConfigError
 BUILTIN_PLANS = Path(__file__).parent.parent / "plans"
 TOP_LEVEL_KEYS = {"defaults", "members", "budget_gb", "description"}
 NONE = "none"  # TOML has no null: a member key set to "none" means None (split_seed: vary the split per member)
-NULLABLE_KEYS = ("split_seed", "num_workers")
+NULLABLE_KEYS = ("split_seed", "num_workers", "folds")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ A run folder holds:
   test_probs_<target>.csv  image_id, one column per class in vocab order (test-time augmented)
   checkpoints/             per-epoch checkpoints while training (an interrupted run resumes)
   result.json              written last: the run is complete when it exists
+A fold of a K-fold member is such a run folder too (its validation set is the fold; result.json adds fold, folds,
+folds_digest, n_train); the member folder above its folds is described in paddy/core/oof.py.
 """
 
 import json
@@ -31,6 +33,7 @@ VOCAB = "vocab.json"
 RESULT = "result.json"
 CHECKPOINTS = "checkpoints"
 TRUE_COLUMN = "target"
+FOLD_COLUMN = "fold"  # out-of-fold probabilities (paddy/core/oof.py) say which fold held each image out
 
 
 def valid_probs_path(run, target="label"):
@@ -56,6 +59,7 @@ class Probs:
     probs: np.ndarray
     vocab: tuple
     true: tuple = None
+    folds: tuple = None  # out-of-fold rows only: the fold that held each image out
 
 
 def write_probs(path, image_ids, probs, vocab, true=None):
@@ -77,7 +81,7 @@ def read_probs(path, vocab=None):
                      dtype={"image_id": str, TRUE_COLUMN: str})
     if "image_id" not in frame.columns:
         raise DataError(f"{path} has no image_id column; it is not a probabilities file")
-    classes = tuple(c for c in frame.columns if c not in ("image_id", TRUE_COLUMN))
+    classes = tuple(c for c in frame.columns if c not in ("image_id", TRUE_COLUMN, FOLD_COLUMN))
     if vocab is not None and tuple(vocab) != classes:
         raise DataError(f"{path} classes {list(classes)} differ from vocab {list(vocab)}")
     values = frame[list(classes)].to_numpy(dtype=np.float64)
@@ -86,7 +90,16 @@ def read_probs(path, vocab=None):
     if frame["image_id"].duplicated().any():
         raise DataError(f"{path} lists some image_id more than once")
     true = tuple(frame[TRUE_COLUMN]) if TRUE_COLUMN in frame.columns else None
-    return Probs(image_ids=tuple(frame["image_id"]), probs=values, vocab=classes, true=true)
+    folds = _folds(frame[FOLD_COLUMN], path) if FOLD_COLUMN in frame.columns else None
+    return Probs(image_ids=tuple(frame["image_id"]), probs=values, vocab=classes, true=true, folds=folds)
+
+
+def _folds(column, path):
+    """The fold column as ints >= 0; DataError otherwise."""
+    values = pd.to_numeric(column, errors="coerce")
+    if values.isna().any() or (values < 0).any() or (values % 1 != 0).any():
+        raise DataError(f"{path} has a fold that is not a whole number >= 0; assemble the member again")
+    return tuple(int(v) for v in values)
 
 
 def read_json(run, name):

@@ -181,12 +181,16 @@ def batch_transforms(config: TrainConfig) -> list:
 
 
 def array_dataloaders(cache: str | Path, items: pd.DataFrame, config: TrainConfig,
-                      device: str | None = None) -> ArrayDataLoaders:
-    """Seeded fastai DataLoaders over the array cache `cache` for `config.targets`: the JPEG path's split, vocabs,
-    batch size and batch transforms; `items` are the cache's training rows (`cache_items(cache, "train")`)."""
+                      device: str | None = None, valid_ids: frozenset | None = None) -> ArrayDataLoaders:
+    """Seeded fastai DataLoaders over the array cache `cache` for `config.targets`: the JPEG path's split (or the
+    fold `valid_ids`), vocabs, batch size and batch transforms; `items` are the cache's training rows
+    (`cache_items(cache, "train")`)."""
     require_cache(cache, item_size=config.item_size, item_method=config.item_method, check_source=False)
     require_targets(items, config.targets, where="training items")
-    is_valid = np.asarray(valid_mask(items["image_id"], config.valid_pct, config.valid_seed))
+    if valid_ids is None:
+        is_valid = np.asarray(valid_mask(items["image_id"], config.valid_pct, config.valid_seed))
+    else:
+        is_valid = items["image_id"].astype(str).isin(valid_ids).to_numpy()
     if is_valid.all() or not is_valid.any():
         raise DataError(f"{len(items)} images are too few to split with valid_pct={config.valid_pct}")
     device = torch.device(runtime.resolve_device(config.device if device is None else device))

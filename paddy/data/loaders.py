@@ -33,11 +33,18 @@ def image_datablock(items: pd.DataFrame, config: TrainConfig) -> DataBlock:
         batch_tfms=aug_transforms(size=config.size, min_scale=config.min_scale))
 
 
-def image_dataloaders(items: pd.DataFrame, config: TrainConfig, device: str | None = None) -> DataLoaders:
-    """Seeded fastai DataLoaders over `items` for `config.targets`, batch size `config.micro_bs`."""
+def image_dataloaders(items: pd.DataFrame, config: TrainConfig, device: str | None = None,
+                      valid_ids: frozenset | None = None) -> DataLoaders:
+    """Seeded fastai DataLoaders over `items` for `config.targets`, batch size `config.micro_bs`.
+
+    The validation set is `valid_ids` when given (a cross-validation fold), else a seeded `valid_pct` split.
+    """
     require_targets(items, config.targets, where="training items")
     items = items.copy()  # never mutate the caller's frame
-    items["is_valid"] = valid_mask(items["image_id"], config.valid_pct, config.valid_seed)
+    if valid_ids is None:
+        items["is_valid"] = valid_mask(items["image_id"], config.valid_pct, config.valid_seed)
+    else:
+        items["is_valid"] = items["image_id"].astype(str).isin(valid_ids)
     if items["is_valid"].all() or not items["is_valid"].any():
         raise DataError(f"{len(items)} images are too few to split with valid_pct={config.valid_pct}")
     device = runtime.resolve_device(config.device if device is None else device)

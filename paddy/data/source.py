@@ -47,11 +47,13 @@ def require_ready(data: str | Path, config: TrainConfig | None = None, progress:
     array_cache.require_cache(data, **item)
 
 
-def dataloaders(data: str | Path, items: pd.DataFrame, config: TrainConfig, device: str | None = None) -> DataLoaders:
-    """The fastai DataLoaders of a run over `items` (from `train_items(data)`): decoding JPEGs or indexing arrays."""
+def dataloaders(data: str | Path, items: pd.DataFrame, config: TrainConfig, device: str | None = None,
+                valid_ids: frozenset | None = None) -> DataLoaders:
+    """The fastai DataLoaders of a run over `items` (from `train_items(data)`): decoding JPEGs or indexing arrays;
+    the validation set is the fold `valid_ids` when given, else the seeded valid_pct split."""
     if is_array_cache(data):
-        return array_dataloaders(data, items, config, device=device)
-    return image_dataloaders(items, config, device=device)
+        return array_dataloaders(data, items, config, device=device, valid_ids=valid_ids)
+    return image_dataloaders(items, config, device=device, valid_ids=valid_ids)
 
 
 def data_item_size(data: str | Path) -> tuple:

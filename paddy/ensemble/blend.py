@@ -3,7 +3,9 @@
 Pure functions on arrays first (weighted_mean, align, argmax_labels, accuracy, ensemble_accuracy), then
 `ensemble_runs`, which reads run folders (paddy/core/run_folder.py), builds everything, and only then writes.
 An ensemble never retrains. Validation accuracy of the ensemble is measured only on images that every member
-held out: a member that trained on an image cannot vote on it fairly.
+held out: a member that trained on an image cannot vote on it fairly. K-fold members (paddy/core/oof.py) held out
+every training image once: they are scored on all of them, and their weights can be fitted there
+(paddy/ensemble/fit.py), with the fitted blend scored nested.
 """
 
 import math
@@ -12,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from paddy.core import atomic, run_folder
+from paddy.core import atomic, oof, run_folder
 from paddy.core.config import parse_weights
 from paddy.core.errors import ConfigError, DataError
 from paddy.data import competition
-from paddy.data.folder import find_data
+from paddy.data.folder import find_data, read_train_csv
+from paddy.ensemble import fit as ensemble_fit
 from paddy.ensemble import log as submissions_log
 from paddy.ensemble import submission
 
@@ -46,7 +49,8 @@ def align(probs: run_folder.Probs, ids: tuple) -> run_folder.Probs:
         raise DataError(f"{len(missing)} image id(s) have no probabilities, e.g. {missing[0]}")
     rows = np.array([index[i] for i in ids], dtype=np.int64)
     true = None if probs.true is None else tuple(probs.true[r] for r in rows)
-    return run_folder.Probs(image_ids=tuple(ids), probs=probs.probs[rows], vocab=probs.vocab, true=true)
+    folds = None if probs.folds is None else tuple(probs.folds[r] for r in rows)
+    return run_folder.Probs(image_ids=tuple(ids), probs=probs.probs[rows], vocab=probs.vocab, true=true, folds=folds)
 
 
 def reorder_classes(probs: run_folder.Probs, vocab: tuple) -> run_folder.Probs:
@@ -58,7 +62,7 @@ def reorder_classes(probs: run_folder.Probs, vocab: tuple) -> run_folder.Probs:
                         "ensemble only runs trained on the same classes")
     columns = [list(probs.vocab).index(c) for c in vocab]
     return run_folder.Probs(image_ids=probs.image_ids, probs=probs.probs[:, columns], vocab=tuple(vocab),
-                            true=probs.true)
+                            true=probs.true, folds=probs.folds)
 
 
 def argmax_labels(probs: np.ndarray, vocab: tuple) -> list:
@@ -103,13 +107,17 @@ def ensemble_accuracy(valid_list: list, weights: tuple | None = None) -> "ValidS
 
 @dataclass(frozen=True)
 class Member:
-    """One run as the ensemble sees it: its folder, label-head probabilities, and config's key fields."""
+    """One run as the ensemble sees it: its folder, label-head probabilities, and config's key fields.
+
+    A K-fold member's `valid` holds its out-of-fold probabilities: every training image, with its fold.
+    """
 
     run: Path
     name: str
     test: run_folder.Probs
     valid: run_folder.Probs
     config: dict
+    has_oof: bool = False  # a K-fold member: `valid` holds out-of-fold predictions of every training image
 
 
 def read_member(run: str | Path, vocab: tuple | None = None) -> Member:
@@ -121,7 +129,11 @@ def read_member(run: str | Path, vocab: tuple | None = None) -> Member:
         raise DataError(f"{run} has no {run_folder.RESULT}: the run is unfinished; finish it (paddy train) "
                         "or leave it out")
     test = run_folder.read_probs(run_folder.test_probs_path(run, TARGET))
-    valid = run_folder.read_probs(run_folder.valid_probs_path(run, TARGET), vocab=test.vocab)
+    has_oof = oof.is_oof_member(run)
+    if has_oof:  # a K-fold member: its folds never train on the rows they predict
+        valid = oof.read_oof(run, TARGET, vocab=test.vocab)
+    else:
+        valid = run_folder.read_probs(run_folder.valid_probs_path(run, TARGET), vocab=test.vocab)
     if valid.true is None:
         raise DataError(f"{run_folder.valid_probs_path(run, TARGET)} has no '{run_folder.TRUE_COLUMN}' column")
     if (run / run_folder.VOCAB).is_file() and run_folder.read_vocab(run).get(TARGET) != test.vocab:
@@ -131,7 +143,7 @@ def read_member(run: str | Path, vocab: tuple | None = None) -> Member:
     config = run_folder.read_json(run, run_folder.CONFIG) if (run / run_folder.CONFIG).is_file() else {}
     trained = run_folder.read_json(run, run_folder.RESULT).get("epochs")  # fine_tune trains 1 frozen + `epochs`
     config = {k: config[k] for k in CONFIG_KEYS if k in config} | ({"epochs": trained} if trained else {})
-    return Member(run=run, name=run.name, test=test, valid=valid, config=config)
+    return Member(run=run, name=run.name, test=test, valid=valid, config=config, has_oof=has_oof)
 
 
 def read_members(run_dirs: list) -> list[Member]:
@@ -152,6 +164,79 @@ def read_members(run_dirs: list) -> list[Member]:
     return members
 
 
+def train_ids(data_path: str | Path) -> set | None:
+    """The image ids of DATA/train.csv, or None when the folder has no train.csv to check OOF rows against."""
+    if not (Path(data_path) / competition.TRAIN_CSV).is_file():
+        return None
+    return set(read_train_csv(data_path, targets=())["image_id"].astype(str))
+
+
+def check_oof_ids(member: Member, expected: set) -> None:
+    """DataError unless a K-fold member's OOF rows are exactly the training images `expected`."""
+    ids = set(member.valid.image_ids)
+    missing, unknown = sorted(expected - ids), sorted(ids - expected)
+    if missing:
+        raise DataError(f"{member.run}: {len(missing)} training image(s) have no out-of-fold row (e.g. {missing[0]}); "
+                        "train its missing folds (paddy train --folds K)")
+    if unknown:
+        raise DataError(f"{member.run}: {len(unknown)} out-of-fold row(s) are not in train.csv (e.g. {unknown[0]}); "
+                        "was it trained on this competition folder?")
+
+
+def oof_arrays(members: list, expected: set | None = None) -> tuple:
+    """K-fold members' OOF rows as (member_probs, y, folds); DataError when their rows, truths or folds differ."""
+    first = members[0]
+    ids = tuple(sorted(first.valid.image_ids))
+    for member in members:
+        check_oof_ids(member, set(ids) if expected is None else expected)
+    aligned = [align(m.valid, ids) for m in members]
+    for member, rows in zip(members[1:], aligned[1:]):
+        if rows.folds != aligned[0].folds:
+            raise DataError(f"{member.run} was trained on other folds than {first.run} (another folds.csv); "
+                            "ensemble K-fold members trained in one runs folder")
+        if rows.true != aligned[0].true:
+            raise DataError(f"{member.run} and {first.run} disagree on the true label of some training image; "
+                            "were they trained on the same data?")
+    index = {c: i for i, c in enumerate(first.valid.vocab)}
+    unknown = sorted(set(aligned[0].true) - set(index))
+    if unknown:
+        raise DataError(f"{first.run}: true class {unknown[0]!r} is not in its vocab; the member is corrupt")
+    y = np.array([index[t] for t in aligned[0].true], dtype=np.int64)
+    return np.stack([a.probs for a in aligned]), y, np.asarray(aligned[0].folds)
+
+
+def cv_report(members: list, data_path: str | Path, fit: str = "equal", metric: str = "logloss",
+              given: tuple | None = None) -> ensemble_fit.CVReport | None:
+    """The cross-validation report of K-fold members (weights fitted on OOF rows), or None without OOF rows."""
+    if not all(m.has_oof for m in members):
+        lacking = next(m for m in members if not m.has_oof)
+        if fit != "equal":
+            raise ConfigError(f"--fit {fit} needs K-fold members (paddy train --folds K); {lacking.run} has no "
+                              "out-of-fold probabilities")
+        return None
+    member_probs, y, folds = oof_arrays(members, train_ids(data_path))
+    return ensemble_fit.cross_validate(member_probs, y, folds, fit, metric, given=given)
+
+
+def variety_accuracy(members: list) -> dict:
+    """{member name: OOF accuracy of its variety head} for K-fold members with one (reported, never submitted)."""
+    found = {}
+    for member in members:
+        if member.has_oof and oof.oof_probs_path(member.run, "variety").is_file():
+            rows = oof.read_oof(member.run, "variety")
+            found[member.name] = accuracy(rows.probs, rows.true, rows.vocab)
+    return found
+
+
+def resolve_fit(fit: str | None, weights: object, metric: str) -> str:
+    """The fitting method ("equal" by default); ConfigError for unknown ones or --weights with a fit."""
+    fit = "equal" if fit is None else fit
+    ensemble_fit.check_method(fit, metric)
+    if weights and fit != "equal":
+        raise ConfigError(f"--weights sets the weights by hand and --fit {fit} fits them; give one of the two")
+    return fit
+
+
 @dataclass(frozen=True)
 class EnsembleResult:
     """What `ensemble_runs` wrote and measured."""
@@ -164,6 +249,8 @@ class EnsembleResult:
     member_n_valid: tuple
     scores: ValidScores  # ensemble and members on the images all members held out
     label_counts: dict
+    cv: ensemble_fit.CVReport | None = None  # K-fold members only: OOF scores, nested CV, fitted weights
+    variety: dict = None  # K-fold members with a variety head: its OOF accuracy
 
     @property
     def best_member(self):
@@ -172,14 +259,20 @@ class EnsembleResult:
 
 
 def ensemble_runs(run_dirs: list, data: str | Path | None, out: str | Path, weights: object = None, message: str = "",
-                  log: str | Path | None = None, overwrite: bool = False) -> EnsembleResult:
+                  log: str | Path | None = None, overwrite: bool = False, fit: str | None = None,
+                  metric: str = "logloss") -> EnsembleResult:
     """Ensemble run folders into a checked submission CSV at `out` and append a log row (shown by
-    format_ensemble_table)."""
+    format_ensemble_table). K-fold members are also cross-validated on their OOF rows; `fit` ("caruana", "hill")
+    fits their weights there."""
     out = resolve_out(out, overwrite)
+    fit = resolve_fit(fit, weights, metric)
     members = read_members([Path(r) for r in run_dirs])
-    weights = parse_weights(weights, len(members), what="weight", per="run")
+    given = parse_weights(weights, len(members), what="weight", per="run") if weights else None
+    data = find_data(data)  # data None: the Kaggle input folder in a kernel
+    cv = cv_report(members, data, fit, metric, given)
+    weights = tuple(float(w) for w in cv.weights) if cv else given or (1.0,) * len(members)
     vocab = members[0].test.vocab
-    sample = submission.read_sample_submission(find_data(data))  # data None: the Kaggle input folder in a kernel
+    sample = submission.read_sample_submission(data)
     ids = members[0].test.image_ids
     mean = weighted_mean([align(m.test, ids).probs for m in members], weights)
     frame = submission.build_submission(sample, ids, argmax_labels(mean, vocab))
@@ -191,7 +284,8 @@ def ensemble_runs(run_dirs: list, data: str | Path | None, out: str | Path, weig
         out=out, log=log, members=tuple(members), weights=weights,
         member_accuracy=tuple(accuracy(m.valid.probs, m.valid.true, vocab) for m in members),
         member_n_valid=tuple(len(m.valid.image_ids) for m in members), scores=scores,
-        label_counts=frame[submission.label_column(sample)].value_counts().to_dict())
+        label_counts=frame[submission.label_column(sample)].value_counts().to_dict(), cv=cv,
+        variety=variety_accuracy(members))
     with atomic.atomic_path(out) as tmp:  # the CSV appears only once its log row is in: never an unlogged CSV
         submission.write_submission(tmp, frame)
         submissions_log.append_log(result.log, log_row(result, message))
@@ -220,18 +314,32 @@ def member_summary(member: Member) -> str:
 def log_row(result: EnsembleResult, message: str = "") -> dict:
     """The log row for an ensemble that was written."""
     best = result.best_member
-    return {
+    row = {
         "event": "written", "file": str(result.out), "competition": competition.COMPETITION,
         "members": "; ".join(member_summary(m) for m in result.members),
-        "weights": ",".join(f"{w:g}" for w in result.weights),
+        "weights": ",".join(f"{w:.4g}" for w in result.weights),
         "valid_accuracy": _round(result.scores.ensemble),
         "best_member_accuracy": None if best is None else _round(result.scores.members[best]),
         "n_valid": result.scores.n_common, "message": message, "public_score": None,
     }
+    cv = result.cv
+    if cv is None:
+        return row
+    # K-fold members: the honest figure is nested (weights never scored on the rows they were fitted on).
+    return {**row, "valid_accuracy": _round(cv.nested.mean_accuracy), "cv_accuracy": _round(cv.nested.mean_accuracy),
+            "cv_std": _round(cv.nested.std_accuracy), "fit": f"{cv.method}/{cv.metric}",
+            "best_member_accuracy": _round(cv.member_accuracy[cv.best_member])}
 
 
 def format_ensemble_table(result: "EnsembleResult") -> str:
-    """A plain-text table: each member's validation accuracy, alone and on the shared held-out images."""
+    """A plain-text table: each member's validation accuracy, alone and on the shared held-out images.
+
+    K-fold members get the cross-validation table instead: OOF scores, equal weights, the nested fitted blend.
+    """
+    if result.cv is not None:
+        variety = [f"{name} {_pct(value)}" for name, value in (result.variety or {}).items()]
+        extra = ["variety head, OOF accuracy (reported, not submitted): " + ", ".join(variety)] if variety else []
+        return "\n".join([ensemble_fit.format_cv(result.cv, [m.name for m in result.members]), *extra])
     scores = result.scores
     rows = [("member", "arch", "tta", "weight", "own valid n", "own acc", f"acc on shared {scores.n_common}")]
     for i, member in enumerate(result.members):

@@ -7,6 +7,7 @@ import datetime
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from paddy.core import atomic
 from paddy.core.tables import read_csv
@@ -19,18 +20,24 @@ LOG_COLUMNS = (
     "competition",  # the Kaggle competition slug
     "members",  # each member run: name and its config's key fields
     "weights",  # the ensemble weights, comma-separated, in member order
-    "valid_accuracy",  # the ensemble's accuracy on the images every member held out
+    "valid_accuracy",  # the ensemble's accuracy on the images every member held out (K-fold: cv_accuracy)
     "best_member_accuracy",  # the best single member's accuracy on those same images
     "n_valid",  # how many images that was
+    "cv_accuracy",  # K-fold members: the blend's nested cross-validation accuracy (mean over folds)
+    "cv_std",  # its standard deviation over folds
+    "fit",  # how the weights were set: equal, caruana, hill or given, / the metric fitted (logloss, accuracy)
     "message",  # the user's note (-m)
     "public_score",  # empty until `paddy submissions` fills it from Kaggle
 )
 
 
-NUMERIC_LOG_COLUMNS = ("valid_accuracy", "best_member_accuracy", "public_score")
+NUMERIC_LOG_COLUMNS = ("valid_accuracy", "best_member_accuracy", "cv_accuracy", "cv_std", "public_score")
 
 
-ENSEMBLE_LOG_COLUMNS = ("members", "weights", "valid_accuracy", "best_member_accuracy", "n_valid")
+ENSEMBLE_LOG_COLUMNS = ("members", "weights", "valid_accuracy", "best_member_accuracy", "n_valid", "cv_accuracy",
+                        "cv_std", "fit")
+CV_PLOT = "cv_vs_public.png"  # beside the log: does cross-validation predict the public leaderboard?
+MIN_CV_POINTS = 3  # fewer scored submissions say nothing about the relation
 
 
 def read_log(log_path: str | Path) -> pd.DataFrame:
@@ -70,6 +77,44 @@ def written_fields(frame: pd.DataFrame, path: str | Path) -> dict:
 def utc_now() -> str:
     """The current time, UTC, to the second, ISO 8601."""
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
+
+
+def cv_points(frame: pd.DataFrame) -> pd.DataFrame:
+    """The log's submitted rows with both a CV accuracy and a public score: file, message, cv, std, public."""
+    rows = frame[frame["event"].eq("submitted") & frame["cv_accuracy"].notna() & frame["public_score"].notna()]
+    return pd.DataFrame({"file": rows["file"].astype(str), "message": rows["message"].astype(str),
+                         "cv_accuracy": rows["cv_accuracy"].astype(float),
+                         "cv_std": rows["cv_std"].astype(float).fillna(0.0),
+                         "public_score": rows["public_score"].astype(float)}).reset_index(drop=True)
+
+
+def cv_figure(points: pd.DataFrame) -> Figure:
+    """Public score against nested CV accuracy (+- its std over folds), with the line public = CV."""
+    figure = Figure(figsize=(6, 5))
+    axis = figure.subplots()
+    axis.errorbar(points["cv_accuracy"], points["public_score"], xerr=points["cv_std"], fmt="o", capsize=3)
+    for row in points.itertuples():
+        axis.annotate(row.message[:30], (row.cv_accuracy, row.public_score), fontsize=7, xytext=(4, 4),
+                      textcoords="offset points")
+    low = min(points["cv_accuracy"].min(), points["public_score"].min())
+    high = max(points["cv_accuracy"].max(), points["public_score"].max())
+    axis.plot([low, high], [low, high], linestyle=":", color="grey", label="public = CV")
+    axis.set_xlabel("CV accuracy (nested, mean +- std over folds)")
+    axis.set_ylabel("public score")
+    axis.set_title(f"{len(points)} scored submissions")
+    axis.legend(loc="lower right")
+    return figure
+
+
+def write_cv_plot(log_path: str | Path, frame: pd.DataFrame) -> Path | None:
+    """Write CV_PLOT beside the log when MIN_CV_POINTS or more submissions have both scores; its path, else None."""
+    points = cv_points(frame)
+    if len(points) < MIN_CV_POINTS:
+        return None
+    path = Path(log_path).parent / CV_PLOT
+    with atomic.atomic_path(path) as tmp:
+        cv_figure(points).savefig(tmp, dpi=90)
+    return path
 
 
 def _log_value(value):

@@ -20,7 +20,15 @@ import requests
 from paddy.core import atomic
 from paddy.core.errors import KaggleError
 from paddy.data import competition
-from paddy.ensemble.log import DEFAULT_LOG, append_log, read_log, same_file, write_log, written_fields
+from paddy.ensemble.log import (
+    DEFAULT_LOG,
+    append_log,
+    read_log,
+    same_file,
+    write_cv_plot,
+    write_log,
+    written_fields,
+)
 from paddy.ensemble.submission import check_submission_file, data_vocab
 from paddy.kaggle import kernels
 from paddy.kaggle.cache import cache_ref, stage_cache
@@ -350,10 +358,31 @@ def fill_submitted_scores(frame: pd.DataFrame, submissions: list, competition_sl
     return frame
 
 
+def with_cv(submissions: list, frame: pd.DataFrame, competition_slug: str) -> list:
+    """The listing with each submission's CV accuracy and std from its `submitted` log row ("" when unknown)."""
+    rows = frame[frame["event"].eq("submitted") & frame["competition"].eq(competition_slug)]
+    by_ref = {str(r["kaggle_ref"]): r for _, r in rows.iterrows()} if "kaggle_ref" in rows.columns else {}
+    by_file = {(Path(str(r["file"])).name, r["message"]): r for _, r in rows.iterrows()}
+    listed = []
+    for s in submissions:
+        row = by_ref.get(s["ref"])
+        row = by_file.get((s["file"], s["description"])) if row is None else row
+        cv = {"cv_accuracy": "", "cv_std": ""}
+        if row is not None and row["cv_accuracy"] == row["cv_accuracy"]:  # NaN: an ensemble without folds
+            cv = {"cv_accuracy": f"{row['cv_accuracy']:.5f}", "cv_std": f"{row['cv_std']:.5f}"}
+        listed.append({**s, **cv})
+    return listed
+
+
 def sync_submissions(competition_slug: str = competition.COMPETITION, log: str | Path = DEFAULT_LOG,
-                     api: Any = None) -> list:
-    """List the competition's submissions and fill the log's public_score column; returns the listing."""
+                     api: Any = None) -> dict:
+    """List the submissions with their CV from the log, fill the log's public scores, plot public vs CV.
+
+    Returns {"submissions": the listing, newest first, "plot": the PNG's path, or None with < 3 scored rows}.
+    """
     submissions = list_submissions(competition_slug, api)
-    if Path(log).is_file():
-        write_log(log, fill_public_scores(read_log(log), submissions, competition_slug))
-    return submissions
+    if not Path(log).is_file():
+        return {"submissions": [{**s, "cv_accuracy": "", "cv_std": ""} for s in submissions], "plot": None}
+    frame = fill_public_scores(read_log(log), submissions, competition_slug)
+    write_log(log, frame)
+    return {"submissions": with_cv(submissions, frame, competition_slug), "plot": write_cv_plot(log, frame)}

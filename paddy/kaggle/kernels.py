@@ -59,6 +59,20 @@ def kernel_titles(plan_name: str, members: tuple) -> tuple:
     return f"{prefix} probe", member_titles, f"{prefix} ensemble"
 
 
+def member_kernels(member_titles: list, members: tuple) -> list:
+    """(title, config, fold) of every training kernel: one per member, one per fold of a K-fold member (in parallel)."""
+    high = TITLE_LENGTH[1]
+    found = []
+    for title, config in zip(member_titles, members):
+        if config.folds is None:
+            found.append((title, config, None))
+            continue
+        for fold in range(config.folds):  # the fold goes last, so a long title loses its name's tail, not the fold
+            suffix = f" f{fold}"
+            found.append((title[:high - len(suffix)].rstrip(" -_.") + suffix, config, fold))
+    return found
+
+
 _INSTALL = '''import glob
 import subprocess
 import sys
@@ -123,29 +137,56 @@ def dict_literal(data: dict, indent: int = 10, width: int = 110) -> str:
     return "{" + ("\n" + " " * indent).join(lines) + "}"
 
 
-def member_script(title: str, config: TrainConfig, kit: str, data: str, budget_gb: float = 16.0) -> str:
-    """Script of one member's training kernel: the resolved config as a dict literal, then train_run."""
+def member_script(title: str, config: TrainConfig, kit: str, data: str, budget_gb: float = 16.0,
+                  fold: int | None = None) -> str:
+    """Script of one member's training kernel: the resolved config as a dict literal, then train_run.
+
+    A K-fold member's kernel trains one fold (train_member): OUT/<run>/fold-<i>/, with OUT/folds.csv beside it.
+    """
+    train = "train_run" if fold is None else "train_member"
+    where = "OUT / config.run_name" + ("" if fold is None else f", fold={fold}")
     body = (f"CONFIG = {dict_literal(config.to_dict())}\n\n"
             "from paddy.core.config import TrainConfig  # noqa: E402  (importable only after the install above)\n"
             "from paddy.core.runtime import progress_bars  # noqa: E402\n"
             "from paddy.data.folder import find_data  # noqa: E402\n"
             "from paddy.probe.run import choose_accum  # noqa: E402\n"
-            "from paddy.vision.run import train_run  # noqa: E402\n\n"
+            f"from paddy.vision.run import {train}  # noqa: E402\n\n"
             "config = TrainConfig.from_dict(CONFIG)\n"
             f"with progress_bars(False):  {_LOG_NOTE}\n"
-            f"    print(train_run(find_data(DATA), config, OUT / config.run_name, budget_gb={budget_gb!r},\n"
+            f"    print({train}(find_data(DATA), config, {where}, budget_gb={budget_gb!r},\n"
             "                    choose_accum=choose_accum))\n")
     return _script("member", title, body, kit, data)
 
 
 def ensemble_script(title: str, member_runs: list, kit: str, data: str) -> str:
-    """Script of the ensemble kernel: each member kernel's run folder, read through kernel_sources, ensembled."""
-    runs = pprint.pformat([f"{KAGGLE_INPUT}/{slug}/{run}" for slug, run in member_runs], width=110)
-    body = (f"RUNS = {runs}\n\n"
-            "from paddy.data.folder import find_data  # noqa: E402  (importable only after the install above)\n"
+    """Script of the ensemble kernel: each member kernel's run folder, read through kernel_sources, ensembled.
+
+    `member_runs` holds (slug, run name, fold or None). K-fold members are first assembled from their fold
+    kernels' outputs; when every member has folds, the weights are fitted on the OOF rows (Caruana).
+    """
+    plain = [f"{KAGGLE_INPUT}/{slug}/{run}" for slug, run, fold in member_runs if fold is None]
+    folds = {}
+    for slug, run, fold in member_runs:
+        if fold is not None:
+            folds.setdefault(run, []).append(f"{KAGGLE_INPUT}/{slug}/{run}/fold-{fold}")
+    if not folds:
+        body = (f"RUNS = {pprint.pformat(plain, width=110)}\n\n"
+                "from paddy.data.folder import find_data  # noqa: E402  (importable only after the install above)\n"
+                "from paddy.ensemble.blend import ensemble_runs, format_ensemble_table  # noqa: E402\n\n"
+                f'print(format_ensemble_table(ensemble_runs(RUNS, find_data(DATA), OUT / "submission.csv",\n'
+                f'                                          message={title!r})))\n')
+        return _script("ensemble", title, body, kit, data)
+    fit = "equal" if plain else "caruana"  # weights are fitted only when every member has OOF rows
+    body = (f"RUNS = {pprint.pformat(plain, width=110)}\n"
+            f"FOLDS = {pprint.pformat(folds, width=110)}\n\n"
+            "from paddy.core.oof import assemble_member  # noqa: E402  (importable only after the install above)\n"
+            "from paddy.data.folder import find_data  # noqa: E402\n"
             "from paddy.ensemble.blend import ensemble_runs, format_ensemble_table  # noqa: E402\n\n"
-            f'print(format_ensemble_table(ensemble_runs(RUNS, find_data(DATA), OUT / "submission.csv",\n'
-            f'                                          message={title!r})))\n')
+            "for name, fold_runs in FOLDS.items():  # each fold trained in a kernel of its own\n"
+            "    assemble_member(fold_runs, OUT / name)\n"
+            "runs = RUNS + [OUT / name for name in FOLDS]\n"
+            f'print(format_ensemble_table(ensemble_runs(runs, find_data(DATA), OUT / "submission.csv",\n'
+            f'                                          message={title!r}, fit={fit!r})))\n')
     return _script("ensemble", title, body, kit, data)
 
 
@@ -160,7 +201,7 @@ def kernel_internet(internet: str, config: TrainConfig | None = None) -> bool:
 
 def build_kernels(plan: Plan, user: str, competition_slug: str = competition.COMPETITION, gpu: bool = True,
                   internet: str = "auto", cache: str | Path | None = None) -> dict:
-    """Every kernel of a plan as {slug: (metadata, script)}: the probe, one per member, then the ensemble. With
+    """Every kernel of a plan as {slug: (metadata, script)}: the probe, each member (or fold), the ensemble. With
     `cache` (a local array cache), every kernel reads the cache dataset instead of the competition's JPEGs."""
     user = check_user(user)
     plan_name = Path(plan.path).stem if plan.path else "plan"
@@ -175,16 +216,17 @@ def build_kernels(plan: Plan, user: str, competition_slug: str = competition.COM
     probe = kernel_metadata(user, probe_title, internet=kernel_internet(internet), **options)
     kernels[_slug_of(probe)] = (probe, probe_script(probe_title, plan, kit, data))
     member_runs = []
-    for title, config in zip(member_titles, plan.members):
+    trainers = member_kernels(member_titles, plan.members)
+    for title, config, fold in trainers:
         meta = kernel_metadata(user, title, internet=kernel_internet(internet, config), **options)
-        kernels[_slug_of(meta)] = (meta, member_script(title, config, kit, data, plan.budget_gb))
-        member_runs.append((_slug_of(meta), config.run_name))
-    sources = [f"{user}/{slug}" for slug, _ in member_runs]
+        kernels[_slug_of(meta)] = (meta, member_script(title, config, kit, data, plan.budget_gb, fold=fold))
+        member_runs.append((_slug_of(meta), config.run_name, fold))
+    sources = [f"{user}/{slug}" for slug, _, _ in member_runs]
     # The ensemble only averages the members' saved probabilities: a GPU would spend weekly quota on nothing.
     ensemble = kernel_metadata(user, ensemble_title, kernel_sources=sources, internet=kernel_internet(internet),
                                **{**options, "gpu": False})
     kernels[_slug_of(ensemble)] = (ensemble, ensemble_script(ensemble_title, member_runs, kit, data))
-    if len(kernels) != len(plan.members) + 2:
+    if len(kernels) != len(trainers) + 2:
         raise ConfigError(f"kernel slugs of plan {plan_name!r} collide; give the members shorter distinct names")
     return kernels
 

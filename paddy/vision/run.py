@@ -8,6 +8,10 @@ norm it is NOT exactly equivalent: batch statistics come from each micro-batch, 
 Accum "auto" is the memory probe's to choose, and the probe trains through this module: the caller passes
 `choose_accum(data, config, budget_gb) -> int` in (the CLI, a kernel and the demo pass
 `paddy.probe.run.choose_accum`), so `vision` never imports `probe`.
+
+K-fold members (config.folds = K): each fold is an ordinary run folder, runs/<member>/fold-<i>/, whose validation
+set is fold i of runs/folds.csv (paddy/data/folds.py, shared by every member in runs/); when the last fold is
+complete the member folder gets its out-of-fold and fold-averaged test probabilities (paddy/core/oof.py).
 """
 
 import json
@@ -24,11 +28,12 @@ import torch
 from fastai.learner import Learner
 
 from paddy import __version__
-from paddy.core import atomic, run_folder, runtime
+from paddy.core import atomic, oof, run_folder, runtime
 from paddy.core.config import TrainConfig
 from paddy.core.errors import ConfigError
 from paddy.core.plan import Plan
 from paddy.data import folder, source
+from paddy.data.folds import FoldSplit, check_fold, ensure_folds, fold_split
 from paddy.data.loaders import dataloader_vocabs
 from paddy.vision.checkpoint import Journal
 from paddy.vision.history import plot_metrics
@@ -121,8 +126,11 @@ def prepare_run(data_path: Path, config: TrainConfig, out: str | Path, check_dat
 
 def train_run(data_path: str | Path | None, config: TrainConfig, out: str | Path, cbs: tuple = (),
               budget_gb: float | None = None, check_data: bool = True,
-              choose_accum: AccumChooser | None = None) -> dict:
-    """Train one run into folder `out` and return its result; a complete folder is skipped, a partial one resumes."""
+              choose_accum: AccumChooser | None = None, split: FoldSplit | None = None) -> dict:
+    """Train one run into folder `out` and return its result; a complete folder is skipped, a partial one resumes.
+
+    `split` makes it a cross-validation fold: that fold is the validation set.
+    """
     out = Path(out)
     config = resumed_item_size(out, config)
     if config.item_size is None:  # from the data, before the folder is compared with a stored config
@@ -135,17 +143,19 @@ def train_run(data_path: str | Path | None, config: TrainConfig, out: str | Path
     check_arch(config.arch)  # before accum "auto" would probe an unknown arch
     config = resolve_config(data_path, resumed_accum(out, config), budget_gb, choose_accum)
     items = prepare_run(data_path, config, out, check_data=check_data)
-    dls = source.dataloaders(data_path, items, config)
+    dls = source.dataloaders(data_path, items, config, valid_ids=None if split is None else split.valid_ids)
     learn = build_learner(dls, config)
     started = time.time()
     out.mkdir(parents=True, exist_ok=True)  # only now: bad input above leaves no folder behind
-    atomic.write_json(out / run_folder.CONFIG, stored_config(config, data_path))
+    fold = {} if split is None else {"fold": split.fold}
+    atomic.write_json(out / run_folder.CONFIG, {**stored_config(config, data_path), **fold})
     learn.path, learn.model_dir = out, run_folder.CHECKPOINTS
     journal = Journal(out)
     start = journal.resume_point(learn)
     fit(learn, config, cbs=cbs, start=start, phase_cbs=journal.callback)
     result = write_run_outputs(learn, config, data_path, out, journal.rows)
-    result = {**result, "seconds": round(time.time() - started, 1), "resumed_from": list(start)}
+    result = {**result, "seconds": round(time.time() - started, 1), "resumed_from": list(start),
+              **({} if split is None else split.result_keys())}
     atomic.write_json(out / run_folder.RESULT, result)  # last: its presence marks the run complete
     shutil.rmtree(out / run_folder.CHECKPOINTS, ignore_errors=True)
     return result
@@ -179,20 +189,94 @@ def write_run_outputs(learn: Learner, config: TrainConfig, data_path: Path, out:
 
 
 def train_plan(data_path: str | Path | None, plan: Plan, runs_dir: str | Path,
-               choose_accum: AccumChooser | None = None) -> list:
-    """Train every plan member into runs_dir/<run_name>, skipping complete runs; memory is freed between members."""
+               choose_accum: AccumChooser | None = None, fold: int | None = None) -> list:
+    """Train every plan member into runs_dir/<run_name>, skipping complete runs; memory is freed between members.
+
+    Members with folds train their folds (only fold `fold` when given) and share runs_dir/folds.csv.
+    """
     data_path = folder.find_data(data_path)
     members = [source.resolve_item_size(data_path, m) for m in plan.members]  # run names carry the item size
+    check_shared_folds(members)
+    if fold is not None and not any(m.folds for m in members):
+        raise ConfigError(f"--fold {fold}: no member of the plan has folds; set folds = K in the plan (or --folds K)")
     for member in members:  # check every arch, run folder and the data once, before hours of training start
         check_arch(member.arch)
         runtime.resolve_device(member.device)  # "cuda" on a CPU machine: say so now, not after the data check
-        check_run_folder(Path(runs_dir) / member.run_name, member)
+        if member.folds:
+            check_member(Path(runs_dir) / member.run_name, member, fold)
+        else:
+            check_run_folder(Path(runs_dir) / member.run_name, member)
     for member in members if source.is_array_cache(data_path) else members[:1]:  # a cache: each item size
         source.require_ready(data_path, member)
     results = []
     for member in members:
-        result = train_run(data_path, member, Path(runs_dir) / member.run_name, budget_gb=plan.budget_gb,
-                           check_data=False, choose_accum=choose_accum)
-        results.append(result)
+        out = Path(runs_dir) / member.run_name
+        if member.folds:
+            results += train_member(data_path, member, out, runs_dir, fold=fold, budget_gb=plan.budget_gb,
+                                    check_data=False, choose_accum=choose_accum)
+        elif fold is None:  # --fold trains one fold of the K-fold members; the others wait for a plain run
+            results.append(train_run(data_path, member, out, budget_gb=plan.budget_gb, check_data=False,
+                                     choose_accum=choose_accum))
         runtime.release_memory()  # train_run's learner is unreachable now; its cycles go only with a collection
+    return results
+
+
+def fold_indices(config: TrainConfig, fold: int | None = None) -> list:
+    """The folds to train: all of them, or only `fold`."""
+    if config.folds is None:
+        raise ConfigError(f"{config.run_name} has no folds; set folds = K (or --folds K) to train fold {fold}")
+    return list(range(config.folds)) if fold is None else [check_fold(fold, config.folds)]
+
+
+def check_member(member_dir: str | Path, config: TrainConfig, fold: int | None = None) -> list:
+    """Checks of a K-fold member that need no data: arch, fold index, and that its folders hold nothing else."""
+    check_arch(config.arch)
+    indices = fold_indices(config, fold)
+    member_dir = Path(member_dir)
+    if member_dir.exists() and not member_dir.is_dir():
+        raise ConfigError(f"{member_dir} exists and is not a folder; choose another --out")
+    stored = member_dir / run_folder.CONFIG
+    if stored.is_file() and json.loads(stored.read_text()).get("folds") != config.folds:
+        raise ConfigError(f"{member_dir} holds a run without these {config.folds} folds; choose another name or "
+                          "runs folder")
+    for i in indices:
+        check_run_folder(oof.fold_dir(member_dir, i), config)
+    return indices
+
+
+def check_shared_folds(configs: tuple) -> None:
+    """ConfigError unless every member with folds asks for the same K and split seed (they share folds.csv)."""
+    kinds = {(c.folds, c.valid_seed) for c in configs if c.folds is not None}
+    if len(kinds) > 1:
+        found = ", ".join(f"folds={k} split_seed={s}" for k, s in sorted(kinds))
+        raise ConfigError(f"members of one runs folder share one folds.csv, so need the same folds and split_seed; "
+                          f"got {found}")
+
+
+def train_member(data_path: str | Path | None, config: TrainConfig, member_dir: str | Path,
+                 runs_dir: str | Path | None = None, fold: int | None = None, cbs: tuple = (),
+                 budget_gb: float | None = None, check_data: bool = True,
+                 choose_accum: AccumChooser | None = None) -> list:
+    """Train a K-fold member's folds (all, or only `fold`); return each fold's result, then the member's once whole."""
+    member_dir = Path(member_dir)
+    runs_dir = member_dir.parent if runs_dir is None else Path(runs_dir)
+    config = resumed_item_size(oof.fold_dir(member_dir, 0), config)  # the size its folds started with, if any
+    if oof.is_oof_member(member_dir):
+        check_member(member_dir, config, fold)
+        return [{**run_folder.read_json(member_dir, run_folder.RESULT), "skipped": True}]
+    data_path = folder.find_data(data_path)
+    config = source.resolve_item_size(data_path, config)
+    indices = check_member(member_dir, config, fold)
+    if check_data:
+        source.require_ready(data_path, config)
+    folds = ensure_folds(runs_dir, source.train_items(data_path), config.folds, config.valid_seed)
+    results = []
+    for i in indices:
+        result = train_run(data_path, config, oof.fold_dir(member_dir, i), cbs=cbs, budget_gb=budget_gb,
+                           check_data=False, choose_accum=choose_accum, split=fold_split(folds, i))
+        results.append({**result, "run": f"{config.run_name}/{oof.fold_dir('', i)}"})
+        runtime.release_memory()
+    fold_dirs = [oof.fold_dir(member_dir, i) for i in range(config.folds)]
+    if all(run_folder.is_complete(d) for d in fold_dirs):  # the last fold done, here or on another machine
+        results.append(oof.assemble_member(fold_dirs, member_dir))
     return results

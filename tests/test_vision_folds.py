@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from fastai.callback.core import Callback
 
 from paddy.cli.main import main
 from paddy.core import oof, run_folder
@@ -97,3 +98,28 @@ def test_a_single_split_run_folder_is_not_taken_for_a_member(tmp_path, tiny_samp
     (member / run_folder.CONFIG).write_text(json.dumps(_config(folds=None).to_dict()))
     with pytest.raises(ConfigError, match="without these 3 folds"):
         train_member(tiny_sample, _config(), member)
+
+
+class Killed(Exception):
+    """Stands in for a kill after a fold's first epoch checkpoint."""
+
+
+class KillAfterFirstEpoch(Callback):
+    order = 90  # after the run's own epoch saver
+
+    def after_epoch(self):
+        raise Killed("killed after the first epoch")
+
+
+@pytest.mark.slow
+def test_a_killed_fold_resumes_and_the_member_is_never_read_unfinished(tiny_sample, tmp_path, capsys):
+    member = tmp_path / "runs" / "r10"
+    config = _config(folds=2, epochs=2)
+    with pytest.raises(Killed):
+        train_member(tiny_sample, config, member, cbs=[KillAfterFirstEpoch()])
+    assert not run_folder.is_complete(oof.fold_dir(member, 0)) and not oof.is_oof_member(member)
+    code = main(["ensemble", str(member), "--data", str(tiny_sample), "--out", str(tmp_path / "x.csv")])
+    assert code == 2 and "unfinished" in capsys.readouterr().err
+    results = train_member(tiny_sample, config, member)
+    assert [r.get("resumed_from") for r in results[:2]] == [[0, 1], [0, 0]]
+    assert oof.is_oof_member(member)

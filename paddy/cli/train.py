@@ -65,12 +65,13 @@ def register(subparsers):
     one.add_argument("--workers", type=int, help="DataLoader workers (fastai's default); with --plan: for every member")
     one.add_argument("--out", help="run folder to write (with --folds: the member folder; folds.csv goes beside it)")
     folds = parser.add_argument_group("cross-validation")
-    folds.add_argument("--folds", type=positive_int,
+    folds.add_argument("--folds", type=positive_int, metavar="K",
                        help="K-fold cross-validation: K runs, each holding one fold out (stratified by label, seeded "
                             "by split_seed), then out-of-fold and fold-averaged test probabilities; with --plan: for "
                             "every member")
-    folds.add_argument("--fold", type=int, help="train only fold I (0..K-1), e.g. one per machine; the member's "
-                       "OOF files appear when all K are complete")
+    folds.add_argument("--fold", type=int, metavar="I",
+                       help="train only fold I (0..K-1), e.g. one per machine; the member's OOF files appear when "
+                            "all K are complete")
     many = parser.add_argument_group("a plan")
     many.add_argument("--plan", help="plan TOML file or built-in plan name (tiny, road-to-the-top)")
     many.add_argument("--runs", help="folder that gets one run folder per plan member")

@@ -12,6 +12,8 @@ from paddy.core import oof, run_folder
 from paddy.core.config import TrainConfig
 from paddy.core.errors import ConfigError, DataError
 from paddy.core.plan import Plan
+from paddy.data.array_cache import write_array_cache
+from paddy.data.folder import train_items
 from paddy.data.folds import FOLDS_CSV, ensure_folds, read_folds
 from paddy.vision.run import train_member, train_plan
 
@@ -123,3 +125,15 @@ def test_a_killed_fold_resumes_and_the_member_is_never_read_unfinished(tiny_samp
     results = train_member(tiny_sample, config, member)
     assert [r.get("resumed_from") for r in results[:2]] == [[0, 1], [0, 0]]
     assert oof.is_oof_member(member)
+
+
+@pytest.mark.slow
+def test_folds_train_from_an_array_cache_and_share_the_folders_folds(tiny_sample, tmp_path):
+    cache = tmp_path / "cache"
+    write_array_cache(tiny_sample, cache, (64, 48), "squish", workers=1, progress=False)
+    runs = tmp_path / "runs"
+    ensure_folds(runs, train_items(tiny_sample), 2, seed=42)  # made from the JPEG folder: the cache matches it
+    results = train_member(cache, _config(folds=2, item_size=None), runs / "r10")
+    assert len(results) == 3 and oof.is_oof_member(runs / "r10")
+    assert sorted(oof.read_oof(runs / "r10").image_ids) == sorted(read_folds(runs).image_ids)
+    assert json.loads((runs / "r10" / run_folder.CONFIG).read_text())["item_size"] == [64, 48]

@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -74,3 +75,24 @@ def atomic_dir(path, replace=False):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def stale_temps(path: str | Path) -> list[Path]:
+    """Temporaries that `atomic_path`/`atomic_dir` left beside `path` when a run writing it was killed."""
+    path = Path(path).absolute()
+    # mkstemp/mkdtemp add 8 characters from [a-z0-9_]; atomic_dir's old copy adds ".old". Nothing else matches.
+    pattern = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}(\.old|" + re.escape(path.suffix) + ")?")
+    if not path.parent.is_dir():
+        return []
+    return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Delete the temporaries a killed run left beside `path`; call it only while holding `path`'s lock."""
+    removed = stale_temps(path)
+    for temp in removed:
+        if temp.is_dir() and not temp.is_symlink():
+            shutil.rmtree(temp, ignore_errors=True)
+        else:
+            temp.unlink(missing_ok=True)
+    return removed

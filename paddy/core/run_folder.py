@@ -15,6 +15,7 @@ folds_digest, n_train); the member folder above its folds is described in paddy/
 """
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ RESULT = "result.json"
 CHECKPOINTS = "checkpoints"
 TRUE_COLUMN = "target"
 FOLD_COLUMN = "fold"  # out-of-fold probabilities (paddy/core/oof.py) say which fold held each image out
+ROW_SUM_TOLERANCE = 1e-3  # softmax rows, written as text, sum to 1 far closer than this
 
 
 def valid_probs_path(run, target="label"):
@@ -75,20 +77,22 @@ def write_probs(path, image_ids, probs, vocab, true=None):
 
 
 def read_probs(path, vocab=None):
-    """Read a probabilities CSV, checking it is complete, finite, non-negative and matches `vocab` if given."""
+    """Read a probabilities CSV, checking it is complete, numeric, finite, non-negative, that each row sums to 1,
+    and that it matches `vocab` if given; a DataError names the file and the first bad row."""
     path = Path(path)
     frame = read_csv(path, f"is {path.parent} a finished run folder? (re-run paddy train)",
                      dtype={"image_id": str, TRUE_COLUMN: str})
     if "image_id" not in frame.columns:
         raise DataError(f"{path} has no image_id column; it is not a probabilities file")
     classes = tuple(c for c in frame.columns if c not in ("image_id", TRUE_COLUMN, FOLD_COLUMN))
+    if not classes:
+        raise DataError(f"{path} has no class columns; the run is damaged, re-run it")
     if vocab is not None and tuple(vocab) != classes:
         raise DataError(f"{path} classes {list(classes)} differ from vocab {list(vocab)}")
-    values = frame[list(classes)].to_numpy(dtype=np.float64)
-    if not np.isfinite(values).all() or (values < 0).any():
-        raise DataError(f"{path} has NaN, infinite or negative probabilities; the run is corrupt, re-run it")
-    if frame["image_id"].duplicated().any():
-        raise DataError(f"{path} lists some image_id more than once")
+    values = frame[list(classes)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    _check_rows(path, frame, classes, values)
+    if frame["image_id"].isna().any() or frame["image_id"].duplicated().any():
+        raise DataError(f"{path} has an empty image_id or lists one more than once; the run is damaged, re-run it")
     true = tuple(frame[TRUE_COLUMN]) if TRUE_COLUMN in frame.columns else None
     folds = _folds(frame[FOLD_COLUMN], path) if FOLD_COLUMN in frame.columns else None
     return Probs(image_ids=tuple(frame["image_id"]), probs=values, vocab=classes, true=true, folds=folds)
@@ -102,12 +106,51 @@ def _folds(column, path):
     return tuple(int(v) for v in values)
 
 
+def _check_rows(path, frame, classes, values):
+    """DataError naming the first row (1-based, as a spreadsheet shows the data) that is not a distribution."""
+    bad_cell = ~np.isfinite(values) | (values < 0)
+    bad_sum = np.abs(np.where(bad_cell, 0.0, values).sum(axis=1) - 1.0) > ROW_SUM_TOLERANCE
+    for row in np.flatnonzero(bad_cell.any(axis=1) | bad_sum)[:1]:
+        where = f"{path} row {row + 1} (image_id {frame['image_id'].iloc[row]})"
+        if bad_cell[row].any():
+            column = classes[int(bad_cell[row].argmax())]
+            cell = frame[column].iloc[row]
+            raise DataError(f"{where}: {column} is {cell!r}, not a probability (NaN, infinite, negative or not "
+                            "a number); the run is damaged, re-run it")
+        raise DataError(f"{where}: probabilities sum to {values[row].sum():.6g}, not 1 (within "
+                        f"{ROW_SUM_TOLERANCE:g}); the run is damaged, re-run it")
+
+
 def read_json(run, name):
-    """Read one of a run folder's JSON files."""
+    """Read one of a run folder's JSON files (an object); DataError when it is missing, truncated or not JSON."""
     path = Path(run) / name
     if not path.is_file():
         raise DataError(f"{path} is missing: {run} is not a complete run folder")
-    return json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        reason = getattr(error, "msg", type(error).__name__)
+        line = f" at line {error.lineno}" if hasattr(error, "lineno") else ""
+        raise DataError(f"{path} is not valid JSON ({reason}{line}): the run folder is damaged; re-run it") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path} holds {type(data).__name__}, not a JSON object: the run folder is damaged; re-run it")
+    return data
+
+
+def check_losses(run):
+    """DataError when a finished run's losses are NaN or infinite (it trained on nothing or diverged)."""
+    last = read_json(run, RESULT).get("last_epoch") or {}
+    bad = sorted(k for k, v in last.items() if "loss" in str(k) and not _finite(v))
+    if bad:
+        raise DataError(f"{Path(run) / RESULT}: {', '.join(bad)} is not a finite number (the run trained on "
+                        "nothing or diverged); leave it out, or re-run it with a smaller --bs or --lr")
+
+
+def _finite(value):
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def describe_errors(errors):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paddy.core import atomic, oof, run_folder
+from paddy.core import atomic, lock, oof, run_folder
 from paddy.core.config import parse_weights
 from paddy.core.errors import ConfigError, DataError
 from paddy.data import competition
@@ -128,6 +128,7 @@ def read_member(run: str | Path, vocab: tuple | None = None) -> Member:
     if not run_folder.is_complete(run):
         raise DataError(f"{run} has no {run_folder.RESULT}: the run is unfinished; finish it (paddy train) "
                         "or leave it out")
+    run_folder.check_losses(run)  # a run that trained on nothing has NaN losses and uniform-ish probabilities
     test = run_folder.read_probs(run_folder.test_probs_path(run, TARGET))
     has_oof = oof.is_oof_member(run)
     if has_oof:  # a K-fold member: its folds never train on the rows they predict
@@ -266,6 +267,14 @@ def ensemble_runs(run_dirs: list, data: str | Path | None, out: str | Path, weig
     fits their weights there."""
     out = resolve_out(out, overwrite)
     fit = resolve_fit(fit, weights, metric)
+    with lock.hold(out, "submission"):  # two ensembles into one CSV would interleave their log rows
+        atomic.remove_stale_temps(out)  # what a killed ensemble into the same CSV left behind
+        resolve_out(out, overwrite)  # again, under the lock: another run may have written it meanwhile
+        return _ensemble_locked(run_dirs, data, out, weights, message, log, fit, metric)
+
+
+def _ensemble_locked(run_dirs: list, data: str | Path | None, out: Path, weights: object, message: str,
+                     log: str | Path | None, fit: str | None, metric: str) -> EnsembleResult:
     members = read_members([Path(r) for r in run_dirs])
     given = parse_weights(weights, len(members), what="weight", per="run") if weights else None
     data = find_data(data)  # data None: the Kaggle input folder in a kernel
@@ -286,8 +295,10 @@ def ensemble_runs(run_dirs: list, data: str | Path | None, out: str | Path, weig
         member_n_valid=tuple(len(m.valid.image_ids) for m in members), scores=scores,
         label_counts=frame[submission.label_column(sample)].value_counts().to_dict(), cv=cv,
         variety=variety_accuracy(members))
-    with atomic.atomic_path(out) as tmp:  # the CSV appears only once its log row is in: never an unlogged CSV
-        submission.write_submission(tmp, frame)
+    # The log is shared by every ensemble written beside it: one appends at a time (a rewrite would lose a row).
+    with lock.hold(result.log, "submissions log"), atomic.atomic_path(out) as tmp:
+        atomic.remove_stale_temps(result.log)
+        submission.write_submission(tmp, frame)  # the CSV appears only once its log row is in: never unlogged
         submissions_log.append_log(result.log, log_row(result, message))
     return result
 

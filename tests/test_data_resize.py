@@ -55,7 +55,7 @@ def test_incremental(tiny_sample, tmp_path):
         assert max(image.size) == 16
 
 
-def test_interrupted_resize_at_a_new_size_is_not_up_to_date(tiny_sample, tmp_path, monkeypatch):
+def test_interrupted_resize_at_a_new_size_resumes_and_redoes_the_old_size(tiny_sample, tmp_path, monkeypatch):
     out = tmp_path / "small"
     resize_folder(tiny_sample, out, 32, workers=1, progress=False)
     save, calls = Image.Image.save, []
@@ -71,7 +71,8 @@ def test_interrupted_resize_at_a_new_size_is_not_up_to_date(tiny_sample, tmp_pat
         resize_folder(tiny_sample, out, 16, workers=1, progress=False)
     monkeypatch.setattr(Image.Image, "save", save)
     again = resize_folder(tiny_sample, out, 16, workers=1, progress=False)
-    assert (again.resized, again.skipped) == (136, 0)  # the 131 copies still at 32 px are not "up to date"
+    # Progress is recorded as it goes: the 5 copies made at 16 px are kept, the 131 still at 32 px are redone.
+    assert (again.resized, again.skipped) == (131, 5)
     for rel in _images(out):
         with Image.open(out / rel) as image:
             assert max(image.size) == 16, rel

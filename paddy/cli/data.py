@@ -4,7 +4,8 @@ import argparse
 import sys
 import textwrap
 
-from paddy.cli.types import positive_int, size
+from paddy.cli.types import in_range, size
+from paddy.core.config import limits_text
 
 CHECK_LIMIT = 20  # problem lines shown before "... and N more"
 RESIZE_HELP = ("a cache of a competition folder: smaller JPEG copies (same layout), or decoded arrays already "
@@ -35,10 +36,13 @@ def register(subparsers):
     """Add the sample, check and resize subcommands."""
     p = subparsers.add_parser("sample", help="write a synthetic competition folder with the real layout")
     p.add_argument("out", metavar="OUT", help="folder to create (must not exist, or be empty)")
-    p.add_argument("--n-train", type=positive_int, default=200, help="training images (default 200)")
-    p.add_argument("--n-test", type=positive_int, default=50, help="test images (default 50)")
-    p.add_argument("--size", type=wxh, default=(480, 640), help="WIDTHxHEIGHT of the images (default 480x640)")
-    p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    p.add_argument("--n-train", type=in_range("n_images"), default=200,
+                   help=f"training images, {limits_text('n_images')} (default 200)")
+    p.add_argument("--n-test", type=in_range("n_images"), default=50,
+                   help=f"test images, {limits_text('n_images')} (default 50)")
+    p.add_argument("--size", type=wxh, default=(480, 640),
+                   help=f"WIDTHxHEIGHT of the images, sides {limits_text('side')} (default 480x640)")
+    p.add_argument("--seed", type=in_range("seed"), default=42, help=f"random seed, {limits_text('seed')} (default 42)")
     p.set_defaults(func=run_sample)
 
     p = subparsers.add_parser("check", help="report every problem in a competition folder or cache, in one pass")
@@ -53,11 +57,14 @@ def register(subparsers):
     p.add_argument("out", metavar="OUT", help="folder to write (outside DATA); reruns skip what is up to date")
     p.add_argument("--format", choices=("jpeg", "array"), default="jpeg",
                    help="jpeg (default): smaller copies, same layout; array: one uint8 array per split")
-    p.add_argument("--max-size", type=positive_int, help="jpeg: longest side of the copies, in pixels")
-    p.add_argument("--item-size", type=size, help="array: the item size runs will train at, HEIGHT,WIDTH")
+    p.add_argument("--max-size", type=in_range("side"),
+                   help=f"jpeg: longest side of the copies, in pixels ({limits_text('side')})")
+    p.add_argument("--item-size", type=size,
+                   help=f"array: the item size runs will train at, HEIGHT,WIDTH, each side {limits_text('side')}")
     p.add_argument("--item-method", choices=("squish", "crop", "pad"), default="squish",
                    help="array: the item transform (default squish), as paddy train's --item-method")
-    p.add_argument("--workers", type=positive_int, default=None, help="processes (default: one per CPU)")
+    p.add_argument("--workers", type=in_range("workers"), default=None,
+                   help=f"processes, {limits_text('workers')} (default: one per CPU)")
     p.set_defaults(func=run_resize)
 
 

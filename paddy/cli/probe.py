@@ -3,8 +3,8 @@
 import argparse
 import sys
 
-from paddy.cli.types import positive_float, positive_int, size
-from paddy.core.config import is_power_of_two
+from paddy.cli.types import in_range, size
+from paddy.core.config import is_power_of_two, limits_text
 
 DESCRIPTION = """For each model: one epoch on the smallest class only, random weights (never downloads), every layer
 training, at accum 1, then 2, 4, ... (micro-batch bs/accum) until the peak fits --budget-gb. Out of memory means
@@ -22,7 +22,7 @@ calibration rows."""
 
 def power_of_two(text):
     """A positive power of two, as an argparse type."""
-    value = positive_int(text)
+    value = in_range("max_accum")(text)
     if not is_power_of_two(value):
         raise argparse.ArgumentTypeError(f"must be a power of two (1, 2, 4, 8, ...), got {value}")
     return value
@@ -50,23 +50,26 @@ def register(subparsers):
     what.add_argument("--arch", help="timm architecture, e.g. convnext_small.fb_in22k (use with --size)")
     what.add_argument("--plan", help="plan TOML file or built-in plan name (tiny, road-to-the-top)")
     p.add_argument("--size", type=size, help="training size: 224 or HEIGHT,WIDTH (with --arch)")
-    p.add_argument("--bs", type=positive_int, default=None, help="effective batch size with --arch (default 64)")
+    p.add_argument("--bs", type=in_range("bs"), default=None,
+                   help=f"effective batch size with --arch, {limits_text('bs')} (default 64)")
     p.add_argument("--item-size", type=size, default=None,
                    help="per-image resize with --arch, HEIGHT,WIDTH (default: from the data, as paddy train)")
     p.add_argument("--item-method", choices=("squish", "crop", "pad"), default=None,
                    help="item transform with --arch (default squish)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--budget-gb", type=positive_float, default=None,
-                        help="memory budget in GB (default: the plan's budget_gb, else 16)")
+    budget.add_argument("--budget-gb", type=in_range("budget_gb", float), default=None,
+                        help=f"memory budget in GB, {limits_text('budget_gb')} (default: the plan's budget_gb, "
+                             "else 16)")
     budget.add_argument("--gpu", type=gpu_name, default=None,
                         help="budget for this GPU's usable memory: " + ", ".join(_gpu_names()))
     p.add_argument("--estimate", action="store_true",
                    help="estimate GPU memory from a trace instead of training (no GPU needed)")
     p.add_argument("--check", action="store_true",
                    help="with --estimate on a GPU: measure as well, print both, append to the calibration rows")
-    p.add_argument("--max-accum", type=power_of_two, default=16, help="largest accum to try (default 16)")
-    p.add_argument("--max-images", type=positive_int, default=None,
-                   help="cap on the smallest-class images trained per try (default: all of them)")
+    p.add_argument("--max-accum", type=power_of_two, default=16,
+                   help=f"largest accum to try, a power of two in {limits_text('max_accum')} (default 16)")
+    p.add_argument("--max-images", type=in_range("n_images"), default=None,
+                   help=f"cap on the smallest-class images trained per try, {limits_text('n_images')} (default: all)")
     p.add_argument("--out", metavar="DIR", help="write probe.csv, probe.md and probe.png here")
     p.add_argument("--write-plan", action="store_true",
                    help="write the chosen accum and budget back into the --plan file, rewritten with every member "

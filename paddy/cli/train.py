@@ -2,7 +2,8 @@
 
 import argparse
 
-from paddy.cli.types import positive_float, positive_int, size
+from paddy.cli.types import in_range, size
+from paddy.core.config import limits_text
 
 DESCRIPTION = """Train a timm architecture with fastai and write a run folder: config.json, metrics.csv,
 metrics.png, model.pkl, vocab.json, valid_probs_<target>.csv, test_probs_<target>.csv (test-time augmented) and
@@ -30,6 +31,9 @@ EPILOG = """examples:
 """
 
 
+SIDES = f"each side {limits_text('side')} px"
+
+
 def register(subparsers):
     """Add `paddy train`."""
     parser = subparsers.add_parser("train", help="train one model, or every member of a plan",
@@ -41,14 +45,15 @@ def register(subparsers):
     one = parser.add_argument_group("one run")
     one.add_argument("--arch", help="timm name, e.g. convnext_small.fb_in22k, vit_large_patch16_224, resnet10t")
     one.add_argument("--size", type=size,
-                     help="batch image size after augmentation: 224 or HEIGHT,WIDTH (224)")
+                     help=f"batch image size after augmentation: 224 or HEIGHT,WIDTH, {SIDES} (224)")
     one.add_argument("--item-size", type=size,
-                     help="per-image resize, HEIGHT,WIDTH (default: from the data: an array cache's item size, "
-                          "else the images' size, at most 480 a side)")
+                     help=f"per-image resize, HEIGHT,WIDTH, {SIDES} (default: from the data: an array cache's item "
+                          "size, else the images' size, at most 480 a side)")
     one.add_argument("--item-method", choices=("squish", "crop", "pad"), help="(squish)")
-    one.add_argument("--epochs", type=positive_int, help="(12)")
-    one.add_argument("--lr", type=positive_float, help="(0.01)")
-    one.add_argument("--bs", type=positive_int, help="effective batch size (64)")
+    one.add_argument("--epochs", type=in_range("epochs"), help=f"{limits_text('epochs')} (12)")
+    one.add_argument("--lr", type=in_range("lr", float), help=f"{limits_text('lr')} (0.01)")
+    one.add_argument("--bs", type=in_range("bs"),
+                     help=f"effective batch size, {limits_text('bs')}, at most the training split (64)")
     one.add_argument("--accum",
                      help="accumulate gradients over K micro-batches of BS/K (power of two, or 'auto': the "
                           "memory probe picks the smallest that fits 16 GB); "
@@ -57,19 +62,22 @@ def register(subparsers):
                      help="train all layers from the start (unfreeze + fit_one_cycle) instead of fine_tune")
     one.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
                      help="random initial weights (no download)")
-    one.add_argument("--seed", type=int, help="(42)")
+    one.add_argument("--seed", type=in_range("seed"), help=f"{limits_text('seed')} (42)")
     one.add_argument("--targets", help="label, or label,variety for a two-headed model (label)")
     one.add_argument("--target-weights", help="loss weight per target, e.g. 1,0.5")
-    one.add_argument("--tta", help="N,BETA (fastai tta), flip, or none (4,0.25)")
+    one.add_argument("--tta",
+                     help=f"N,BETA (fastai tta; N {limits_text('tta_n')}, BETA 0 to 1), flip, or none (4,0.25)")
     one.add_argument("--device", help="auto, cpu, cuda or cuda:N (auto); with --plan: for every member")
-    one.add_argument("--workers", type=int, help="DataLoader workers (fastai's default); with --plan: for every member")
+    one.add_argument("--workers", type=in_range("num_workers"),
+                     help=f"DataLoader workers, {limits_text('num_workers')} (fastai's default); with --plan: for "
+                          "every member")
     one.add_argument("--out", help="run folder to write (with --folds: the member folder; folds.csv goes beside it)")
     folds = parser.add_argument_group("cross-validation")
-    folds.add_argument("--folds", type=positive_int, metavar="K",
-                       help="K-fold cross-validation: K runs, each holding one fold out (stratified by label, seeded "
-                            "by split_seed), then out-of-fold and fold-averaged test probabilities; with --plan: for "
-                            "every member")
-    folds.add_argument("--fold", type=int, metavar="I",
+    folds.add_argument("--folds", type=in_range("folds"), metavar="K",
+                       help=f"K-fold cross-validation, K {limits_text('folds')}: K runs, each holding one fold out "
+                            "(stratified by label, seeded by split_seed), then out-of-fold and fold-averaged test "
+                            "probabilities; with --plan: for every member")
+    folds.add_argument("--fold", type=in_range("folds"), metavar="I",
                        help="train only fold I (0..K-1), e.g. one per machine; the member's OOF files appear when "
                             "all K are complete")
     many = parser.add_argument_group("a plan")

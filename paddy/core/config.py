@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import numbers
 import re
 from dataclasses import dataclass
 
@@ -10,6 +11,36 @@ from paddy.core.errors import ConfigError
 ITEM_METHODS = ("squish", "crop", "pad")
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 TARGETS = ("label", "variety")  # columns of train.csv a model can predict
+# Sane ranges of the numbers a user can set: far past any real run, short of values that overflow, exhaust memory
+# or run for ever. Checked here (configs, plans) and by the CLI's types, whose --help quotes them.
+LIMITS = {
+    "epochs": (1, 1000),
+    "bs": (1, 4096),
+    "lr": (1e-8, 10.0),
+    "seed": (0, 2**32 - 1),  # numpy's seed range
+    "side": (1, 8192),  # pixels, each side of an image or a training size
+    "num_workers": (0, 64),
+    "tta_n": (1, 64),
+    "n_images": (1, 100_000),  # paddy sample: the real competition has 10,407 + 3,469
+    "workers": (1, 256),  # processes of paddy resize
+    "budget_gb": (0.1, 1024.0),
+    "max_accum": (1, 1024),
+    "folds": (0, 100),  # K of K-fold (at least 2, checked by TrainConfig) and a fold index I < K
+}
+
+
+def limits_text(name: str) -> str:
+    """The range of a LIMITS entry as --help shows it, e.g. "1 to 1000"."""
+    low, high = LIMITS[name]
+    return f"{low:g} to {high:g}" if isinstance(low, float) or isinstance(high, float) else f"{low} to {high}"
+
+
+def check_range(name: str, value: object, what: str | None = None) -> object:
+    """`value` when it lies in LIMITS[name]; ConfigError naming `what` (default: name) and the range otherwise."""
+    low, high = LIMITS[name]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= value <= high:
+        raise ConfigError(f"{what or name} must be in {limits_text(name)}, got {value!r}")
+    return value
 
 
 def parse_size(value, what="size"):
@@ -34,8 +65,11 @@ def positive_pair(parts, message):
         raise ConfigError(message) from None
     if len(sizes) == 1:
         sizes = sizes * 2
-    if len(sizes) != 2 or min(sizes) <= 0:
+    low, high = LIMITS["side"]
+    if len(sizes) != 2 or min(sizes) < low:
         raise ConfigError(message)
+    if max(sizes) > high:
+        raise ConfigError(f"image sizes are at most {high} px a side, got {'x'.join(map(str, sizes))}")
     return sizes
 
 
@@ -49,8 +83,8 @@ def parse_tta(value):
         n, beta = int(n_text), float(beta_text)
     except ValueError:
         raise ConfigError(f"tta must be 'N,BETA' (e.g. 4,0.25), 'flip' or 'none', got {value!r}") from None
-    if n < 1 or not 0.0 <= beta <= 1.0:
-        raise ConfigError(f"tta needs N >= 1 and 0 <= BETA <= 1, got {value!r}")
+    if not LIMITS["tta_n"][0] <= n <= LIMITS["tta_n"][1] or not 0.0 <= beta <= 1.0:
+        raise ConfigError(f"tta needs N in {limits_text('tta_n')} and 0 <= BETA <= 1, got {value!r}")
     return "fastai", n, beta
 
 
@@ -117,6 +151,10 @@ class TrainConfig:
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} must be true or false, got {getattr(self, key)!r}")
         _check_positive(epochs=self.epochs, lr=self.lr, bs=self.bs)  # before accum, which is compared with bs
+        for key in ("epochs", "bs", "lr", "seed"):
+            check_range(key, getattr(self, key))
+        if self.split_seed is not None:
+            check_range("seed", self.split_seed, "split_seed")
         set_(self, "accum", _parse_accum(self.accum, self.bs))
         parse_tta(self.tta)
         if self.item_method not in ITEM_METHODS:
@@ -129,8 +167,11 @@ class TrainConfig:
             _check_whole(folds=self.folds)
             if self.folds < 2:
                 raise ConfigError(f"folds must be at least 2, got {self.folds}; leave folds out to train one split")
+            check_range("folds", self.folds)
         if self.num_workers is not None and (not isinstance(self.num_workers, int) or self.num_workers < 0):
             raise ConfigError(f"num_workers must be 0 or more (0: load in the main process), got {self.num_workers!r}")
+        if self.num_workers is not None:
+            check_range("num_workers", self.num_workers)
         check_device(self.device)
 
     @property

@@ -104,8 +104,14 @@ def acquire(target: str | Path, what: str = "output") -> tuple[int, Path, list]:
     """Take the lock of `target`: (descriptor, lock file, folders made for it); ConfigError when it is held."""
     target = Path(target).absolute()
     path = lock_path(target)
-    made = _made_parents(path.parent)
-    fd = _try_flock(path)
+    made = []
+    try:
+        made = _made_parents(path.parent)
+        fd = _try_flock(path)
+    except OSError as error:  # a parent that is a file, a read-only or full disk: the user's to fix
+        _remove_empty(made)
+        raise ConfigError(f"cannot write {target}: {error.strerror or error} ({error.filename or path}); "
+                          "choose a folder you can write to") from None
     if fd is None:
         holder = read_holder(path)
         if not is_stale(holder):

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paddy.core import atomic
-from paddy.core.config import TrainConfig
+from paddy.core.config import TrainConfig, check_range
 from paddy.core.errors import ConfigError
 
 BUILTIN_PLANS = Path(__file__).parent.parent / "plans"
@@ -58,8 +58,9 @@ def parse_plan(data, where="plan"):
     if repeated:
         raise ConfigError(f"{where}: members share run name(s) {', '.join(repeated)}; give each a distinct name")
     budget = data.get("budget_gb", 16.0)
-    if not isinstance(budget, (int, float)) or budget <= 0:
+    if not isinstance(budget, (int, float)) or isinstance(budget, bool) or budget <= 0:
         raise ConfigError(f"{where}: budget_gb must be positive, got {budget!r}")
+    check_range("budget_gb", budget, f"{where}: budget_gb")
     return Plan(members=configs, budget_gb=float(budget), description=data.get("description", ""))
 
 

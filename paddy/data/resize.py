@@ -6,9 +6,14 @@ draft mode (the decoder scales by 1/2, 1/4 or 1/8 while decoding), each written 
 every copy that is newer than its original. A corrupt image is reported at the end; the rest are still written.
 """
 
+import contextlib
+import ctypes
+import ctypes.util
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -17,12 +22,15 @@ from pathlib import Path
 from fastprogress.fastprogress import progress_bar
 from PIL import Image
 
-from paddy.core import atomic
+from paddy.core import atomic, lock
+from paddy.core.config import check_range
 from paddy.core.errors import ConfigError, DataError
 from paddy.data import competition
 from paddy.data.check import EXPECTED, read_csv_checked
 
 MARKER = ".paddy-resize.json"  # records max_size: copies made at another size are never "up to date"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_POLL_S = 0.2
 JPEG_QUALITY = 90
 
 
@@ -76,6 +84,25 @@ def _resize_job(job):
     return resize_image(*job)
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Pool initializer: end this worker when `parent_pid` dies, so a killed resize leaves no idle workers behind.
+
+    On Linux the kernel sends SIGKILL when the parent goes (prctl PR_SET_PDEATHSIG); elsewhere, and as a backstop,
+    a daemon thread polls the parent's PID."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _watch_parent(parent_pid):
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
+
+
 def check_folders(data, out, max_size):
     """Raise before anything is written: DATA not a competition folder, a bad CSV, OUT in DATA, unwritable or made
     from another DATA; return OUT's marker (see `read_marker`)."""
@@ -119,13 +146,14 @@ def read_marker(out):
 
 def plan_jobs(data, out, max_size, marker):
     """(src, dst, max_size) for every image whose copy is missing, older than the original, or of another size
-    (`marker`: what the last resize into OUT recorded)."""
+    (`marker`: what the last resize into OUT recorded: copies at its max_size are those written since "since")."""
     same_size = marker.get("max_size") == max_size
+    since = marker.get("since", 0.0) if same_size else 0.0  # a marker without "since" was written on completion
     sources = sorted((data / competition.TRAIN_IMAGES).glob("*/*")) + sorted((data / competition.TEST_IMAGES).glob("*"))
     jobs, skipped = [], 0
     for src in (p for p in sources if p.is_file()):
         dst = out / src.relative_to(data)
-        if same_size and dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime:
+        if same_size and dst.is_file() and dst.stat().st_mtime >= max(src.stat().st_mtime, since):
             skipped += 1
         else:
             jobs.append((src, dst, max_size))
@@ -153,7 +181,7 @@ def run_jobs(jobs, workers, progress=True):
         results = map(_resize_job, jobs)
         return [r for r in (progress_bar(results, total=len(jobs), leave=False) if progress else results) if r]
     chunksize = max(1, min(32, len(jobs) // (workers * 4)))  # large enough to amortise pickling, small for balance
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         results = pool.map(_resize_job, jobs, chunksize=chunksize)
         return [r for r in (progress_bar(results, total=len(jobs), leave=False) if progress else results) if r]
 
@@ -171,16 +199,26 @@ def resize_folder(data, out, max_size, workers=None, progress=True):
     """Write copies of the competition folder `data` to `out`, longer side at most `max_size`; return a summary."""
     start = time.perf_counter()
     data, out = Path(data).resolve(), Path(out).resolve()
+    check_range("side", max_size, "max_size")
+    if workers is not None:
+        check_range("workers", workers)
+    with lock.hold(out, "resize output"):
+        return _resize_locked(data, out, max_size, workers, progress, start)
+
+
+def _resize_locked(data, out, max_size, workers, progress, start):
     marker = check_folders(data, out, max_size)
-    jobs, skipped = plan_jobs(data, out, max_size, marker)
     # Only copies this DATA made are ours to delete: a folder with no marker may hold someone else's files.
-    removed = remove_stale(data, out) if marker.get("source") == str(data) else 0
-    if skipped == 0:  # another size (or none yet): an interrupted run must not leave a marker vouching for old copies
-        atomic.write_json(out / MARKER, {"source": str(data)})
-    failed = run_jobs(jobs, workers, progress=progress)
+    ours = marker.get("source") == str(data)
+    if marker.get("max_size") != max_size:
+        # Progress is recorded as it goes: a copy written after "since" is at max_size, so a killed run resumes
+        # where it stopped, and copies at an older size (written before "since") are redone.
+        marker = {"max_size": max_size, "source": str(data), "since": time.time()}
+        atomic.write_json(out / MARKER, marker)
+    jobs, skipped = plan_jobs(data, out, max_size, marker)
+    removed = remove_stale(data, out) if ours else 0
+    failed = run_jobs(jobs, workers, progress=progress)  # an image that failed has no copy: a rerun retries it
     csvs = copy_csvs(data, out)
-    # Only now does every copy in OUT match max_size; an image that failed has none, so a rerun retries just those.
-    atomic.write_json(out / MARKER, {"max_size": max_size, "source": str(data)})
     if failed:
         shown = "; ".join(failed[:3]) + (f" (and {len(failed) - 3} more)" if len(failed) > 3 else "")
         raise DataError(f"{len(failed)} of {len(jobs) + skipped} images could not be read and were not copied: "

@@ -12,9 +12,9 @@ import pandas as pd
 from fastprogress.fastprogress import progress_bar
 from PIL import Image, ImageChops
 
-from paddy.core import atomic
-from paddy.core.config import positive_pair
-from paddy.core.errors import ConfigError, DataError
+from paddy.core import atomic, lock
+from paddy.core.config import check_range, positive_pair
+from paddy.core.errors import DataError
 from paddy.data import competition
 
 # disease -> lesion colour (RGB), number of lesions, half-height and half-width (fractions of the image), region
@@ -158,10 +158,17 @@ def _write_folder(root, train, tests, size, seed, progress):
 def make_sample(out, n_train=200, n_test=50, size=(480, 640), seed=42, progress=False):
     """Write a synthetic competition folder to `out` (size is WIDTH x HEIGHT); return its path."""
     out = Path(out)
-    if n_train <= 0 or n_test <= 0:
-        raise ConfigError(f"n_train and n_test must be positive, got {n_train} and {n_test}")
+    check_range("n_images", n_train, "n_train")
+    check_range("n_images", n_test, "n_test")
+    check_range("seed", seed)
     size = parse_wxh(size if isinstance(size, str) else "x".join(str(s) for s in size))
-    _check_out(out)
+    with lock.hold(out, "sample folder"):
+        atomic.remove_stale_temps(out)  # the half-drawn folder a killed `paddy sample OUT` left beside OUT
+        _check_out(out)
+        return _write_sample(out, n_train, n_test, size, seed, progress)
+
+
+def _write_sample(out, n_train, n_test, size, seed, progress):
     rng = np.random.default_rng(seed)
     train = _train_frame(n_train, rng)
     test_ids = [f"{competition.FIRST_TEST_ID + i}.jpg" for i in range(n_test)]

@@ -28,7 +28,7 @@ import torch
 from fastai.learner import Learner
 
 from paddy import __version__
-from paddy.core import atomic, oof, run_folder, runtime
+from paddy.core import atomic, lock, oof, run_folder, runtime
 from paddy.core.config import TrainConfig
 from paddy.core.errors import ConfigError
 from paddy.core.plan import Plan
@@ -121,7 +121,20 @@ def prepare_run(data_path: Path, config: TrainConfig, out: str | Path, check_dat
     items = source.train_items(data_path)
     if source.test_items(data_path).empty:
         raise ConfigError(f"{data_path} has no test images to predict; run paddy check {data_path}")
+    check_batches(items, config)
     return items
+
+
+def check_batches(items: pd.DataFrame, config: TrainConfig) -> None:
+    """ConfigError when the training split is smaller than one batch: fastai drops the last partial batch, so an
+    epoch would see no image and the run would "finish" with NaN losses."""
+    if config.folds:  # the largest fold is held out (stratified folds differ by a few images at most)
+        n_train = len(items) - -(-len(items) // config.folds)
+    else:
+        n_train = len(items) - sum(folder.valid_mask(items["image_id"], config.valid_pct, config.valid_seed))
+    if n_train < config.bs:
+        raise ConfigError(f"the training split has {n_train} images, fewer than one batch of {config.bs}; "
+                          "lower --bs (bs in a plan)")
 
 
 def train_run(data_path: str | Path | None, config: TrainConfig, out: str | Path, cbs: tuple = (),
@@ -129,9 +142,14 @@ def train_run(data_path: str | Path | None, config: TrainConfig, out: str | Path
               choose_accum: AccumChooser | None = None, split: FoldSplit | None = None) -> dict:
     """Train one run into folder `out` and return its result; a complete folder is skipped, a partial one resumes.
 
-    `split` makes it a cross-validation fold: that fold is the validation set.
+    `split` makes it a cross-validation fold: that fold is the validation set. The run holds `out`'s lock
+    throughout: a second run into the same folder is refused (ConfigError).
     """
-    out = Path(out)
+    with lock.hold(out, "run folder"):
+        return _train_run_locked(data_path, config, Path(out), cbs, budget_gb, check_data, choose_accum, split)
+
+
+def _train_run_locked(data_path, config, out, cbs, budget_gb, check_data, choose_accum, split):
     config = resumed_item_size(out, config)
     if config.item_size is None:  # from the data, before the folder is compared with a stored config
         data_path = folder.find_data(data_path)
@@ -208,6 +226,9 @@ def train_plan(data_path: str | Path | None, plan: Plan, runs_dir: str | Path,
             check_run_folder(Path(runs_dir) / member.run_name, member)
     for member in members if source.is_array_cache(data_path) else members[:1]:  # a cache: each item size
         source.require_ready(data_path, member)
+    items = source.train_items(data_path)
+    for member in members:  # a member whose bs exceeds the training split would train on nothing
+        check_batches(items, member)
     results = []
     for member in members:
         out = Path(runs_dir) / member.run_name

@@ -179,8 +179,9 @@ def test_scripts_are_thin_valid_python_that_install_offline(plan):
     for meta, text in build_kernels(plan, "someone", competition_slug="paddy-disease-classification").values():
         compile(text, meta["code_file"], "exec")
         assert len(text.splitlines()) <= 40
-        assert '"--no-index"' in text and 'glob.glob("/kaggle/input/paddy-kit/paddy_kit-*.whl")' in text
-        assert '"-r", "/kaggle/input/paddy-kit/requirements.txt"' in text
+        assert '"--no-index"' in text and 'glob.glob(str(Path(KIT) / "paddy_kit-*.whl"))' in text
+        assert '"-r", str(Path(KIT) / "requirements.txt")' in text
+        assert _assigned(text, "KIT") == "/kaggle/input/paddy-kit"
         assert _assigned(text, "DATA") == "/kaggle/input/paddy-disease-classification"
 
 

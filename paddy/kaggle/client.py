@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import requests
 
-from paddy.core import atomic
+from paddy.core import atomic, lock
 from paddy.core.errors import KaggleError
 from paddy.data import competition
 from paddy.ensemble.log import (
@@ -32,7 +32,8 @@ from paddy.ensemble.log import (
 from paddy.ensemble.submission import check_submission_file, data_vocab
 from paddy.kaggle import kernels
 from paddy.kaggle.cache import cache_ref, stage_cache
-from paddy.kaggle.kit import KIT_DATASET, package_kit
+from paddy.kaggle.kit import KIT_DATASET, STAGE_MARKER, check_stage, package_kit
+from paddy.kaggle.names import check_competition
 
 DEFAULT_STAGE = Path(".whl") / "kit"
 CACHE_STAGE = "cache"  # beside the kit's stage: hard links to the array cache's files and its dataset metadata
@@ -193,9 +194,9 @@ def send_dataset(folder: Path, ref: str, exists: bool, notes: str, api: Any = No
     action = "adding a version to" if exists else "creating"
     with kaggle_errors(f"{action} dataset {ref}"):
         if exists:
-            response = api.dataset_create_version(str(folder), notes, quiet=True)
+            response = api.dataset_create_version(str(folder), notes, quiet=True, ignore_patterns=[STAGE_MARKER])
         else:
-            response = api.dataset_create_new(str(folder), public=False, quiet=True)
+            response = api.dataset_create_new(str(folder), public=False, quiet=True, ignore_patterns=[STAGE_MARKER])
     if response.error:
         raise KaggleError(f"{action} dataset {ref}: Kaggle answered with an error: {redact(response.error)}")
     return response.ref or ref
@@ -218,8 +219,14 @@ def send_kit(owner: str, stage: str | Path = DEFAULT_STAGE, with_deps: bool = Fa
              api: Any = None) -> dict:
     """Pack the kit's wheels as dataset <owner>/paddy-kit: create it, add a version when it changed, else skip."""
     api = api or kaggle_client()
+    stage = check_stage(stage)  # one line for `--stage .` or someone's folder, before the lock is made beside it
+    with lock.hold(stage, "kit staging folder"):  # two pushes would rebuild one folder under each other
+        return _send_kit_locked(owner, stage, with_deps, ready_timeout_s, api)
+
+
+def _send_kit_locked(owner: str, stage: Path, with_deps: bool, ready_timeout_s: float, api: Any) -> dict:
     meta, digest = package_kit(owner, stage, with_deps=with_deps)
-    ref, record_path = meta["id"], Path(stage).parent / PUSHED_FILE
+    ref, record_path = meta["id"], stage.parent / PUSHED_FILE
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     status = dataset_status(ref, api)
     if status is not None and record.get(ref) == digest:
@@ -303,6 +310,7 @@ def submit(path: str | Path, message: str, competition_slug: str = competition.C
     """Check a submission CSV, send it, and log it (default: log.csv beside it) with its ensemble's columns."""
     if not str(message).strip():
         raise KaggleError("a submission needs a message: -m 'what changed'")
+    check_competition(competition_slug)
     if competition_slug != competition.COMPETITION and data is None:  # the built-in ids and labels are Paddy's
         raise KaggleError(f"--competition {competition_slug}: give --data, its competition folder, to check the CSV "
                           "against its sample_submission.csv and label folders")
@@ -322,6 +330,7 @@ def submit(path: str | Path, message: str, competition_slug: str = competition.C
 
 def list_submissions(competition_slug: str = competition.COMPETITION, api: Any = None) -> list:
     """The competition's submissions, newest first, as dicts with their public scores."""
+    check_competition(competition_slug)
     api = api or kaggle_client()
     with kaggle_errors(f"listing submissions to {competition_slug}", competition_slug):
         submissions = api.competition_submissions(competition_slug) or []

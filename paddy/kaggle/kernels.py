@@ -19,7 +19,15 @@ from paddy.data import competition
 from paddy.data.competition import KAGGLE_INPUT
 from paddy.kaggle.cache import cache_input, cache_ref, check_members
 from paddy.kaggle.kit import KIT_DATASET
-from paddy.kaggle.names import SLUG_PATTERN, TITLE_LENGTH, USER_PATTERN, check_title, check_user, kernel_slug
+from paddy.kaggle.names import (
+    SLUG_PATTERN,
+    TITLE_LENGTH,
+    USER_PATTERN,
+    check_competition,
+    check_title,
+    check_user,
+    kernel_slug,
+)
 
 METADATA_FILE = "kernel-metadata.json"
 CODE_FILE = "kernel.py"
@@ -34,6 +42,7 @@ def kernel_metadata(user: str, title: str, competition_slug: str = competition.C
     dataset refs it reads (an array cache)."""
     user = check_user(user)
     slug = check_title(title)
+    competition_slug = check_competition(competition_slug)
     return {
         "id": f"{user}/{slug}",
         "title": title,
@@ -73,20 +82,19 @@ def member_kernels(member_titles: list, members: tuple) -> list:
     return found
 
 
-_INSTALL = '''import glob
+_INSTALL = """import glob
 import subprocess
 import sys
 from pathlib import Path
 
 # Competitions turn the internet off: install the kit from its dataset, and the pinned dependencies packed with it
 # (paddy kernels push --with-deps), taking from the image whatever it already has.
-PIP = [sys.executable, "-m", "pip", "install", "--no-index", "--quiet", "--find-links", "{kit}"]
-subprocess.run([*PIP, "--no-deps", *glob.glob("{kit}/paddy_kit-*.whl")], check=True)
-if Path("{kit}/requirements.txt").is_file():
-    subprocess.run([*PIP, "-r", "{kit}/requirements.txt"], check=True)
-DATA = "{data}"
-OUT = Path("{working}")
-'''
+PIP = [sys.executable, "-m", "pip", "install", "--no-index", "--quiet", "--find-links", KIT]
+subprocess.run([*PIP, "--no-deps", *glob.glob(str(Path(KIT) / "paddy_kit-*.whl"))], check=True)
+if (Path(KIT) / "requirements.txt").is_file():
+    subprocess.run([*PIP, "-r", str(Path(KIT) / "requirements.txt")], check=True)
+OUT = Path(WORKING)
+"""
 
 
 RENDERED_MARK = "Rendered by `paddy kernels render`"  # in every script: marks folders render may replace
@@ -94,9 +102,11 @@ _LOG_NOTE = "# the kernel's log keeps fastai's epoch table, not thousands of pro
 
 
 def _script(kind, title, body, kit, data):
-    doc = (f'"""paddy {kind} kernel: {title}.\n\n'
-           f'{RENDERED_MARK}: edit the plan, not this file.\n"""\n\n')
-    return doc + _INSTALL.format(kit=kit, data=data, working=KAGGLE_WORKING) + "\n" + body
+    # Every value enters the script as a Python literal (repr), never pasted into code or a docstring: a quote,
+    # backslash, brace or newline in a title or path stays data.
+    doc = f'"""paddy {kind} kernel.\n\n{RENDERED_MARK}: edit the plan, not this file.\n"""\n\n'
+    values = f"TITLE = {str(title)!r}\nKIT = {str(kit)!r}\nDATA = {str(data)!r}\nWORKING = {KAGGLE_WORKING!r}\n"
+    return doc + values + _INSTALL + "\n" + body
 
 
 def probe_script(title: str, plan: Plan, kit: str, data: str) -> str:
@@ -144,7 +154,7 @@ def member_script(title: str, config: TrainConfig, kit: str, data: str, budget_g
     A K-fold member's kernel trains one fold (train_member): OUT/<run>/fold-<i>/, with OUT/folds.csv beside it.
     """
     train = "train_run" if fold is None else "train_member"
-    where = "OUT / config.run_name" + ("" if fold is None else f", fold={fold}")
+    where = "OUT / config.run_name" + ("" if fold is None else f", fold={int(fold)!r}")
     body = (f"CONFIG = {dict_literal(config.to_dict())}\n\n"
             "from paddy.core.config import TrainConfig  # noqa: E402  (importable only after the install above)\n"
             "from paddy.core.runtime import progress_bars  # noqa: E402\n"
@@ -174,7 +184,7 @@ def ensemble_script(title: str, member_runs: list, kit: str, data: str) -> str:
                 "from paddy.data.folder import find_data  # noqa: E402  (importable only after the install above)\n"
                 "from paddy.ensemble.blend import ensemble_runs, format_ensemble_table  # noqa: E402\n\n"
                 f'print(format_ensemble_table(ensemble_runs(RUNS, find_data(DATA), OUT / "submission.csv",\n'
-                f'                                          message={title!r})))\n')
+                f'                                          message=TITLE)))\n')
         return _script("ensemble", title, body, kit, data)
     fit = "equal" if plain else "caruana"  # weights are fitted only when every member has OOF rows
     body = (f"RUNS = {pprint.pformat(plain, width=110)}\n"
@@ -186,7 +196,7 @@ def ensemble_script(title: str, member_runs: list, kit: str, data: str) -> str:
             "    assemble_member(fold_runs, OUT / name)\n"
             "runs = RUNS + [OUT / name for name in FOLDS]\n"
             f'print(format_ensemble_table(ensemble_runs(runs, find_data(DATA), OUT / "submission.csv",\n'
-            f'                                          message={title!r}, fit={fit!r})))\n')
+            f'                                          message=TITLE, fit={fit!r})))\n')
     return _script("ensemble", title, body, kit, data)
 
 
@@ -204,6 +214,7 @@ def build_kernels(plan: Plan, user: str, competition_slug: str = competition.COM
     """Every kernel of a plan as {slug: (metadata, script)}: the probe, each member (or fold), the ensemble. With
     `cache` (a local array cache), every kernel reads the cache dataset instead of the competition's JPEGs."""
     user = check_user(user)
+    competition_slug = check_competition(competition_slug)
     plan_name = Path(plan.path).stem if plan.path else "plan"
     kit, data = f"{KAGGLE_INPUT}/{KIT_DATASET}", f"{KAGGLE_INPUT}/{competition_slug}"
     datasets = ()

@@ -6,7 +6,6 @@ paddy.kaggle.client sends them.
 """
 
 import hashlib
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,8 @@ KAGGLE_IMAGE_PROVIDES = ("torch", "torchvision", "numpy", "pandas", "pillow", "m
 
 
 REQUIREMENTS_FILE = "requirements.txt"
+STAGE_MARKER = ".paddy-kit-stage"  # in every staging folder the kit made: the only folders it ever replaces
+DEFAULT_STAGE_TEXT = ".whl/kit"
 
 
 SOURCE_FILES = ("setup.cfg", "pyproject.toml", "setup.py", "MANIFEST.in", "README.md")  # besides paddy/ itself
@@ -127,12 +128,41 @@ def source_digest(with_deps: bool = False) -> str:
     return digest.hexdigest()[:16]
 
 
+def is_kit_stage(folder: Path) -> bool:
+    """True when `folder` is a staging folder the kit made: it holds STAGE_MARKER (or, made before the marker
+    existed, it has its `.source` record beside it and only the kit's own files inside)."""
+    if (folder / STAGE_MARKER).is_file():
+        return True
+    names = [p.name for p in folder.iterdir()]
+    own = all(n.endswith(".whl") or n in (REQUIREMENTS_FILE, DATASET_METADATA_FILE) for n in names)
+    return own and folder.with_name(folder.name + ".source").is_file()
+
+
+def check_stage(out: str | Path) -> Path:
+    """The staging folder as an absolute path, when the kit may (re)build it; ConfigError (one line) otherwise.
+
+    The kit replaces its staging folder on every rebuild, so it must never be a folder the kit did not make."""
+    out = Path(out).absolute()
+    here = Path.cwd()
+    if out == here or out in here.parents:
+        raise ConfigError(f"--stage {out} is the current folder or holds it; give the kit a folder of its own "
+                          f"(default {DEFAULT_STAGE_TEXT})")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--stage {out} is a file; give the kit a folder of its own (default {DEFAULT_STAGE_TEXT})")
+    if out.is_dir() and any(out.iterdir()) and not is_kit_stage(out):
+        raise ConfigError(f"--stage {out} is not empty and not a kit staging folder (no {STAGE_MARKER}); it would "
+                          f"be replaced: choose a new or empty folder (default {DEFAULT_STAGE_TEXT})")
+    return out
+
+
 def package_kit(user: str, out: str | Path, with_deps: bool = False) -> tuple[dict, str]:
     """Build the kit dataset folder `out` (wheels + dataset-metadata.json); returns (metadata, digest).
 
-    The wheels are rebuilt only when the source changed since the last build into `out` (`<out>.source`).
+    The wheels are rebuilt only when the source changed since the last build into `out` (`<out>.source`). A
+    folder the kit did not make (no STAGE_MARKER) is refused, never replaced.
     """
-    out, source = Path(out), source_digest(with_deps)
+    out = check_stage(out)
+    source = source_digest(with_deps)
     record = out.with_name(out.name + ".source")
     wheels = sorted(out.glob("*.whl"))
     if wheels and record.is_file() and record.read_text().strip() == source:
@@ -144,10 +174,11 @@ def package_kit(user: str, out: str | Path, with_deps: bool = False) -> tuple[di
         wheels = build_wheels(tmp, with_deps=with_deps)
         digest = wheel_digest(wheels)
         meta = dataset_metadata(user, __version__, digest)
-        shutil.rmtree(out, ignore_errors=True)  # a staging folder of ours, rebuilt when the source changes
-        with atomic.atomic_dir(out) as folder:
+        check_stage(out)  # again, just before replacing it: the wheels took a while to build
+        with atomic.atomic_dir(out, replace=True) as folder:  # the old stage goes only once the new one is in
             for path in [*wheels, *Path(tmp).glob(REQUIREMENTS_FILE)]:
                 (folder / path.name).write_bytes(path.read_bytes())
             atomic.write_json(folder / DATASET_METADATA_FILE, meta)
+            (folder / STAGE_MARKER).write_text("made by paddy kernels push; replaced on every rebuild of the kit\n")
     atomic.write_text(record, source + "\n")
     return meta, digest

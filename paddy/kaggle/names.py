@@ -13,6 +13,7 @@ USER_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
 
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+COMPETITION_LENGTH = (2, 100)  # Kaggle's competition URLs: lower-case letters, digits and single hyphens
 
 
 def kernel_slug(title: str) -> str:
@@ -37,3 +38,13 @@ def check_title(title: str) -> str:
     if len(slug) < low or not SLUG_PATTERN.match(slug):
         raise ConfigError(f"kernel title {title!r} gives slug {slug!r}; use letters and digits in the title")
     return slug
+
+
+def check_competition(slug: object) -> str:
+    """A competition slug as Kaggle spells them (e.g. paddy-disease-classification); ConfigError otherwise."""
+    text = str(slug or "")
+    low, high = COMPETITION_LENGTH
+    if not SLUG_PATTERN.match(text) or not low <= len(text) <= high:
+        raise ConfigError(f"--competition must be a Kaggle competition slug ({low} to {high} lower-case letters, "
+                          f"digits and single hyphens, as in its URL), got {slug!r}")
+    return text

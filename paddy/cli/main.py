@@ -39,7 +39,12 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse with one-line errors: what is wrong and where to look, exit code 2."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def one_line(message: object) -> str:
+    """An error message on one line, whatever a file or flag put in it (a newline in an image id, say)."""
+    return str(message).replace("\r", "\\r").replace("\n", "\\n")
 
 
 def build_parser():
@@ -78,12 +83,12 @@ def main(argv=None):
         with progress_bars(sys.stdout.isatty()):  # bars on a terminal; in logs, fastai's epoch table only
             return args.func(args) or 0
     except PaddyError as error:
-        print(f"paddy {args.command}: error: {error}", file=sys.stderr)
+        print(f"paddy {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
     except OSError as error:  # a disk full, a read-only or missing folder: the user's to fix, not a crash
         where = f": {error.filename}" if error.filename else ""
-        print(f"paddy {args.command}: error: {error.strerror or error}{where}; check the path and free space",
-              file=sys.stderr)
+        print(f"paddy {args.command}: error: {one_line(error.strerror or error)}{one_line(where)}; check the path "
+              "and free space", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"paddy {args.command}: interrupted", file=sys.stderr)

@@ -258,7 +258,35 @@ def _unfinished_run(tmp, runs):
     (runs[1] / run_folder.RESULT).unlink()  # probabilities written, result.json not yet: the run is not complete
 
 
+def _banana(tmp, runs):
+    path = run_folder.test_probs_path(runs[1])
+    frame = pd.read_csv(path, dtype=str)
+    frame.loc[3, "hispa"] = "banana"
+    frame.to_csv(path, index=False)
+
+
+def _truncated_result(tmp, runs):
+    path = runs[1] / run_folder.RESULT
+    path.write_text(json.dumps({"epochs": 2, "last_epoch": {"train_loss": 0.5}})[:17])
+
+
+def _doubled_probs(tmp, runs):
+    path = run_folder.valid_probs_path(runs[0])
+    frame = pd.read_csv(path, dtype={"image_id": str})
+    frame[list(VOCAB)] *= 2  # every value doubled: each row sums to 2
+    frame.to_csv(path, index=False)
+
+
+def _nan_losses(tmp, runs):
+    # What a run that trained on nothing (drop_last, bs > the training split) writes.
+    (runs[1] / run_folder.RESULT).write_text('{"epochs": 1, "last_epoch": {"train_loss": NaN, "valid_loss": 2.3}}')
+
+
 @pytest.mark.parametrize("damage, extra, words", [
+    (_banana, [], "test_probs_label.csv row 4 (image_id 200004.jpg): hispa is 'banana'"),
+    (_truncated_result, [], "result.json is not valid JSON"),
+    (_doubled_probs, [], "valid_probs_label.csv row 1 (image_id 100000.jpg): probabilities sum to 2"),
+    (_nan_losses, [], "train_loss is not a finite number"),
     (_no_test_probs, [], "test_probs_label.csv is missing"),
     (_other_vocab, [], "disagree on the label vocab"),
     (_other_ids, [], "different test image ids"),
@@ -333,3 +361,25 @@ def test_disjoint_validation_sets_cannot_be_scored_but_still_write(tmp_path, cap
     assert "no image was held out by every member" in out and "acc on shared 0" in out
     log = read_log(tmp_path / "log.csv")
     assert log["valid_accuracy"].isna().all() and log.loc[0, "n_valid"] == "0"
+
+
+def test_a_second_ensemble_into_a_held_csv_is_refused(two_runs, tmp_path, capsys):
+    from paddy.core import lock
+
+    data, run_a, _ = two_runs
+    with lock.hold(tmp_path / "subs" / "x.csv"):
+        code, out, err = ensemble(capsys, [run_a], data, tmp_path / "subs" / "x.csv")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "is in use by another paddy process" in err
+    assert not (tmp_path / "subs").exists()  # made for the lock, removed with it: nothing written
+
+
+def test_temps_a_killed_ensemble_left_go_with_the_next_run_of_the_same_csv(two_runs, tmp_path, capsys):
+    data, run_a, _ = two_runs
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    left = [subs / ".x.csv.k1ll3d_1.csv", subs / ".log.csv.k1ll3d_2.csv"]  # the CSV's and the log's
+    other = subs / ".y.csv.0th3r_99.csv"  # another output's: maybe a live run's, kept
+    for path in [*left, other]:
+        path.write_text("image_id,label\n")
+    assert ensemble(capsys, [run_a], data, subs / "x.csv")[0] == 0
+    assert sorted(p.name for p in subs.iterdir()) == [other.name, "log.csv", "x.csv"]

@@ -411,3 +411,37 @@ def test_fewer_than_three_scored_rows_make_no_plot(stub, tmp_path, capsys):
     code, out, err = _run(capsys, "submissions", "--log", log)
     assert code == 0 and "0.92000" in out and "vs CV" not in out, err
     assert not (tmp_path / CV_PLOT).exists()
+
+
+def test_push_never_deletes_a_folder_the_kit_did_not_make(stub, rendered, tmp_path, capsys):
+    data = tmp_path / "data"  # a competition folder given as --stage by mistake
+    (data / "train_images" / "blast").mkdir(parents=True)
+    (data / "train_images" / "blast" / "100001.jpg").write_bytes(b"jpeg")
+    (data / "train.csv").write_text("image_id,label\n100001.jpg,blast\n")
+    (data / "notes.txt").write_text("mine")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    code, out, err = _run(capsys, "kernels", "push", rendered[0], "--stage", data)
+    _assert_one_line_error(code, out, err, "not a kit staging folder", ".paddy-kit-stage")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert (data / "notes.txt").read_text() == "mine"
+    assert not [r for r in stub.requests if r["method"] in ("StartBlobUpload", "CreateDataset")]
+
+
+def test_push_with_stage_dot_is_one_line(stub, rendered, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(rendered[0])  # a folder with files in it, as the current folder usually is
+    before = sorted(p.name for p in rendered[0].iterdir())
+    code, out, err = _run(capsys, "kernels", "push", rendered[0], "--stage", ".")
+    _assert_one_line_error(code, out, err, "current folder")
+    assert sorted(p.name for p in rendered[0].iterdir()) == before
+
+
+def test_a_kit_stage_carries_its_marker_and_is_rebuilt(stub, rendered, tmp_path, capsys):
+    from paddy.kaggle.kit import STAGE_MARKER, is_kit_stage
+
+    stage = tmp_path / "stage" / "kit"
+    assert _run(capsys, "kernels", "push", rendered[0], "--stage", stage)[0] == 0
+    assert (stage / STAGE_MARKER).is_file() and is_kit_stage(stage)
+    (tmp_path / "stage" / "kit.source").write_text("another source\n")  # the source changed: rebuilt in place
+    assert _run(capsys, "kernels", "push", rendered[0], "--stage", stage)[0] == 0
+    assert (stage / STAGE_MARKER).is_file() and len(list(stage.glob("*.whl"))) == 1
+    assert sorted(p.name for p in (tmp_path / "stage").iterdir()) == ["kit", "kit.source", PUSHED_FILE]

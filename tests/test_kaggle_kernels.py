@@ -343,7 +343,7 @@ def test_render_with_an_array_cache_reads_it_as_a_dataset(plan, tiny_sample, tmp
     assert cache_ref("someone", cache) == "someone/paddy-cache-squish64x64"
     for meta, script in kernels.values():
         assert meta["dataset_sources"] == ["someone/paddy-kit", "someone/paddy-cache-squish64x64"]
-        assert f'DATA = "{KAGGLE_INPUT}/paddy-cache-squish64x64"' in script
+        assert _assigned(script, "DATA") == f"{KAGGLE_INPUT}/paddy-cache-squish64x64"
     member = next(script for slug, (_, script) in kernels.items() if "resnet10t" in slug)
     assert "'item_size': [64, 64]" in member  # taken from the cache, so the run name is the one trained
     assert 6 <= len(cache_metadata("someone", cache)["title"]) <= 50
@@ -352,3 +352,50 @@ def test_render_with_an_array_cache_reads_it_as_a_dataset(plan, tiny_sample, tmp
                                           "run asks for 64x64"):
         render_kernels(plan, "someone", out=tmp_path / "kernels", cache=other)
     assert not (tmp_path / "kernels").exists()
+
+
+HOSTILE = ['x"y', "x'y", 'a"""b', "a'''b", "back\\slash\\N{x}", "new\nline", "{braces} {0} {data!r}", "\\", "é\u2028"]
+
+
+def _compiles_to(script, **expected):
+    """The script compiles without even a warning (an invalid escape is one), and assigns each value literally."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compile(script, "kernel.py", "exec")
+    for name, value in expected.items():
+        assert _assigned(script, name) == value
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_every_value_enters_a_script_as_a_literal(plan, value):
+    from paddy.kaggle.kernels import ensemble_script, member_script, probe_script
+
+    title = f"paddy {value} probe"
+    _compiles_to(probe_script(title, plan, kit=value, data=value), TITLE=title, KIT=value, DATA=value)
+    member = plan.members[0].replace(name=value + "x")
+    script = member_script(title, member, kit=value, data=value, budget_gb=4.0)
+    _compiles_to(script, TITLE=title, KIT=value, DATA=value)
+    assert TrainConfig.from_dict(_assigned(script, "CONFIG")) == member
+    _compiles_to(ensemble_script(title, [("s", value, None)], kit=value, data=value), TITLE=title, DATA=value,
+                 RUNS=[f"{KAGGLE_INPUT}/s/{value}"])
+
+
+@pytest.mark.parametrize("stem", ['q"""uote', "back\\N{slash}", "br{ace}s {0}", "new\nline", "it's"])
+def test_a_plan_with_a_hostile_name_renders_scripts_that_compile(plan, tmp_path, stem):
+    named = replace(plan, path=tmp_path / f"{stem}.toml")
+    for slug, (meta, script) in build_kernels(named, "someone").items():
+        assert SLUG_PATTERN.match(slug)
+        _compiles_to(script, TITLE=meta["title"], DATA=f"{KAGGLE_INPUT}/paddy-disease-classification")
+
+
+@pytest.mark.parametrize("slug", ['x"y', "bad slug!", "Paddy", "a--b", "-a", "a/../b", "", "x" * 101, "a\nb"])
+def test_a_competition_slug_kaggle_would_not_have_is_refused_before_anything_is_written(tmp_path, capsys, slug):
+    (tmp_path / "tiny.toml").write_text(PLAN_TOML)
+    code = main(["kernels", "render", str(tmp_path / "tiny.toml"), "--user", "someone", f"--competition={slug}",
+                 "--out", str(tmp_path / "kernels")])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == "" and captured.err.count("\n") == 1, captured
+    assert "--competition must be a Kaggle competition slug" in captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]

@@ -77,9 +77,10 @@ def load_plan(plan):
     """Read and check a plan file (or built-in plan name)."""
     path = resolve_plan_path(plan)
     try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML ({error}); fix the file") from None
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:  # TOML files are UTF-8 text
+        reason = error.reason if isinstance(error, UnicodeDecodeError) else error
+        raise ConfigError(f"{path}: not valid TOML ({reason}); fix the file") from None
     parsed = parse_plan(data, where=str(path))
     return Plan(members=parsed.members, budget_gb=parsed.budget_gb, description=parsed.description, path=path)
 

@@ -1,4 +1,4 @@
-"""paddy probe kernel: paddy tiny probe.
+"""paddy probe kernel.
 
 Rendered by `paddy kernels render`: edit the plan, not this file.
 """
@@ -8,14 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+TITLE = 'paddy tiny probe'
+KIT = '/kaggle/input/paddy-kit'
+DATA = '/kaggle/input/paddy-disease-classification'
+WORKING = '/kaggle/working'
+
 # Competitions turn the internet off: install the kit from its dataset, and the pinned dependencies packed with it
 # (paddy kernels push --with-deps), taking from the image whatever it already has.
-PIP = [sys.executable, "-m", "pip", "install", "--no-index", "--quiet", "--find-links", "/kaggle/input/paddy-kit"]
-subprocess.run([*PIP, "--no-deps", *glob.glob("/kaggle/input/paddy-kit/paddy_kit-*.whl")], check=True)
-if Path("/kaggle/input/paddy-kit/requirements.txt").is_file():
-    subprocess.run([*PIP, "-r", "/kaggle/input/paddy-kit/requirements.txt"], check=True)
-DATA = "/kaggle/input/paddy-disease-classification"
-OUT = Path("/kaggle/working")
+PIP = [sys.executable, "-m", "pip", "install", "--no-index", "--quiet", "--find-links", KIT]
+subprocess.run([*PIP, "--no-deps", *glob.glob(str(Path(KIT) / "paddy_kit-*.whl"))], check=True)
+if (Path(KIT) / "requirements.txt").is_file():
+    subprocess.run([*PIP, "-r", str(Path(KIT) / "requirements.txt")], check=True)
+OUT = Path(WORKING)
 
 MEMBERS = [{'arch': 'resnet10t', 'size': [64, 48], 'item_size': [96, 72], 'epochs': 1, 'bs': 16,
             'finetune': False, 'pretrained': False, 'tta': 'flip', 'num_workers': 0},

@@ -82,11 +82,13 @@ def member_kernels(member_titles: list, members: tuple) -> list:
     return found
 
 
-_INSTALL = """import glob
+_IMPORTS = """import glob
 import subprocess
 import sys
 from pathlib import Path
 
+"""
+_INSTALL = """
 # Competitions turn the internet off: install the kit from its dataset, and the pinned dependencies packed with it
 # (paddy kernels push --with-deps), taking from the image whatever it already has.
 PIP = [sys.executable, "-m", "pip", "install", "--no-index", "--quiet", "--find-links", KIT]
@@ -106,7 +108,7 @@ def _script(kind, title, body, kit, data):
     # backslash, brace or newline in a title or path stays data.
     doc = f'"""paddy {kind} kernel.\n\n{RENDERED_MARK}: edit the plan, not this file.\n"""\n\n'
     values = f"TITLE = {str(title)!r}\nKIT = {str(kit)!r}\nDATA = {str(data)!r}\nWORKING = {KAGGLE_WORKING!r}\n"
-    return doc + values + _INSTALL + "\n" + body
+    return doc + _IMPORTS + values + _INSTALL + "\n" + body
 
 
 def probe_script(title: str, plan: Plan, kit: str, data: str) -> str:

@@ -176,7 +176,10 @@ def test_a_killed_resize_leaves_no_workers_and_the_rerun_resumes(tmp_path):
     deadline = time.monotonic() + 10
     while any(lock.pid_alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not [w for w in workers if lock.pid_alive(w)], "resize workers outlived their parent"
+    orphans = [w for w in workers if lock.pid_alive(w)]
+    for pid in orphans:  # never leave them running, even when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not orphans, "resize workers outlived their parent"
     again = resize_folder(data, out, 64, workers=2, progress=False)  # the lock the killed run left is stale
     assert again.skipped >= done and again.resized + again.skipped == 310 and again.resized <= 310 - done
     shutil.rmtree(data)

@@ -11,7 +11,7 @@ from pathlib import Path
 TITLE = 'paddy tiny 02 test_convnext-crop96x72-64x64'
 KIT = '/kaggle/input/paddy-kit'
 DATA = '/kaggle/input/paddy-disease-classification'
-WORKING = '/kaggle/working'
+OUT = Path('/kaggle/working')
 
 # Competitions turn the internet off: install the kit from its dataset, and the pinned dependencies packed with it
 # (paddy kernels push --with-deps), taking from the image whatever it already has.
@@ -19,12 +19,12 @@ PIP = [sys.executable, "-m", "pip", "install", "--no-index", "--quiet", "--find-
 subprocess.run([*PIP, "--no-deps", *glob.glob(str(Path(KIT) / "paddy_kit-*.whl"))], check=True)
 if (Path(KIT) / "requirements.txt").is_file():
     subprocess.run([*PIP, "-r", str(Path(KIT) / "requirements.txt")], check=True)
-OUT = Path(WORKING)
 
 CONFIG = {'arch': 'test_convnext', 'size': [64, 64], 'item_size': [96, 72], 'item_method': 'crop',
           'min_scale': 0.75, 'epochs': 1, 'lr': 0.01, 'bs': 16, 'accum': 2, 'finetune': False,
           'pretrained': False, 'seed': 42, 'split_seed': 42, 'valid_pct': 0.2, 'targets': ['label'],
-          'target_weights': [1.0], 'tta': 'flip', 'name': '', 'num_workers': 0, 'device': 'auto'}
+          'target_weights': [1.0], 'tta': 'flip', 'name': '', 'folds': None, 'num_workers': 0,
+          'device': 'auto'}
 
 from paddy.core.config import TrainConfig  # noqa: E402  (importable only after the install above)
 from paddy.core.runtime import progress_bars  # noqa: E402

@@ -11,7 +11,7 @@ from pathlib import Path
 TITLE = 'paddy tiny ensemble'
 KIT = '/kaggle/input/paddy-kit'
 DATA = '/kaggle/input/paddy-disease-classification'
-WORKING = '/kaggle/working'
+OUT = Path('/kaggle/working')
 
 # Competitions turn the internet off: install the kit from its dataset, and the pinned dependencies packed with it
 # (paddy kernels push --with-deps), taking from the image whatever it already has.
@@ -19,7 +19,6 @@ PIP = [sys.executable, "-m", "pip", "install", "--no-index", "--quiet", "--find-
 subprocess.run([*PIP, "--no-deps", *glob.glob(str(Path(KIT) / "paddy_kit-*.whl"))], check=True)
 if (Path(KIT) / "requirements.txt").is_file():
     subprocess.run([*PIP, "-r", str(Path(KIT) / "requirements.txt")], check=True)
-OUT = Path(WORKING)
 
 RUNS = ['/kaggle/input/paddy-tiny-01-resnet10t-squish96x72-64x48/resnet10t-squish96x72-64x48',
  '/kaggle/input/paddy-tiny-02-test-convnext-crop96x72-64x64/test_convnext-crop96x72-64x64']

@@ -11,7 +11,7 @@ from pathlib import Path
 TITLE = 'paddy tiny probe'
 KIT = '/kaggle/input/paddy-kit'
 DATA = '/kaggle/input/paddy-disease-classification'
-WORKING = '/kaggle/working'
+OUT = Path('/kaggle/working')
 
 # Competitions turn the internet off: install the kit from its dataset, and the pinned dependencies packed with it
 # (paddy kernels push --with-deps), taking from the image whatever it already has.
@@ -19,7 +19,6 @@ PIP = [sys.executable, "-m", "pip", "install", "--no-index", "--quiet", "--find-
 subprocess.run([*PIP, "--no-deps", *glob.glob(str(Path(KIT) / "paddy_kit-*.whl"))], check=True)
 if (Path(KIT) / "requirements.txt").is_file():
     subprocess.run([*PIP, "-r", str(Path(KIT) / "requirements.txt")], check=True)
-OUT = Path(WORKING)
 
 MEMBERS = [{'arch': 'resnet10t', 'size': [64, 48], 'item_size': [96, 72], 'epochs': 1, 'bs': 16,
             'finetune': False, 'pretrained': False, 'tta': 'flip', 'num_workers': 0},

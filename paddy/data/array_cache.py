@@ -35,7 +35,7 @@ import pandas as pd
 from fastai.vision.core import PILImage
 from PIL import Image
 
-from paddy.core import atomic
+from paddy.core import atomic, lock
 from paddy.core.config import parse_size
 from paddy.core.errors import ConfigError, DataError
 from paddy.core.tables import read_csv
@@ -316,6 +316,12 @@ def write_array_cache(data, out, item_size, item_method="squish", workers=None, 
     data, out = Path(data).resolve(), Path(out).resolve()
     item_hw, method = check_item(item_size, item_method)
     check_source(data)
+    with lock.hold(out, "array cache"):  # two builds would replace each other's folder
+        atomic.remove_stale_temps(out)  # the half-built folder a killed build left beside OUT
+        return _write_locked(data, out, item_hw, method, workers, progress, started)
+
+
+def _write_locked(data, out, item_hw, method, workers, progress, started):
     check_output(data, out)
     if is_array_cache(out) and not cache_problems(out, item_size=item_hw, item_method=method, source=data):
         return _summary(out, time.perf_counter() - started, up_to_date=True)

@@ -95,7 +95,6 @@ PIP = [sys.executable, "-m", "pip", "install", "--no-index", "--quiet", "--find-
 subprocess.run([*PIP, "--no-deps", *glob.glob(str(Path(KIT) / "paddy_kit-*.whl"))], check=True)
 if (Path(KIT) / "requirements.txt").is_file():
     subprocess.run([*PIP, "-r", str(Path(KIT) / "requirements.txt")], check=True)
-OUT = Path(WORKING)
 """
 
 
@@ -107,7 +106,7 @@ def _script(kind, title, body, kit, data):
     # Every value enters the script as a Python literal (repr), never pasted into code or a docstring: a quote,
     # backslash, brace or newline in a title or path stays data.
     doc = f'"""paddy {kind} kernel.\n\n{RENDERED_MARK}: edit the plan, not this file.\n"""\n\n'
-    values = f"TITLE = {str(title)!r}\nKIT = {str(kit)!r}\nDATA = {str(data)!r}\nWORKING = {KAGGLE_WORKING!r}\n"
+    values = f"TITLE = {str(title)!r}\nKIT = {str(kit)!r}\nDATA = {str(data)!r}\nOUT = Path({KAGGLE_WORKING!r})\n"
     return doc + _IMPORTS + values + _INSTALL + "\n" + body
 
 

@@ -42,8 +42,8 @@ def test_negative_workers_is_a_config_error():
 @pytest.mark.parametrize("args, message", [
     (["--size", "480x640"], "HEIGHT,WIDTH"),
     (["--device", "foo"], "device must be"),
-    (["--lr", "inf"], "positive finite number"),
-    (["--workers", "-1"], "num_workers"),
+    (["--lr", "inf"], "--lr: value must be in 1e-08 to 10"),  # bounded, and the range said
+    (["--workers", "-1"], "--workers: value must be in 0 to 64"),
 ])
 def test_train_cli_bad_values_are_one_line_and_write_nothing(tiny_sample, tmp_path, capsys, args, message):
     out = tmp_path / "run"

@@ -172,7 +172,7 @@ def test_a_killed_resize_leaves_no_workers_and_the_rerun_resumes(tmp_path):
     run.send_signal(signal.SIGKILL)
     run.wait()
     done = len(_copies(out))
-    assert len(workers) == 2 and 20 <= done < 310
+    assert len(workers) >= 2 and 20 <= done < 310  # the resize pool (and any pool before it)
     deadline = time.monotonic() + 10
     while any(lock.pid_alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -17,7 +17,7 @@ from paddy.collab.evaluate import evaluate_ratings, top_n_metrics
 from paddy.collab.fitted import save_model
 from paddy.collab.interpret import MIN_COUNT, item_biases, pca_items, plot_pca, similar_items, similarity_measure
 from paddy.collab.train import fit_collab, resolve_y_range
-from paddy.core import atomic
+from paddy.core import atomic, lock
 from paddy.core.errors import ConfigError, DataError
 
 METRICS_FILE = "metrics.json"
@@ -83,9 +83,18 @@ def fit_and_score(ratings, config, folds=1, k=10, progress=True):
 
 def run_collab(config, data="ml-latest-small", out="runs/collab", folds=1, columns=(None, None, None),
                progress=True):
-    """Train, evaluate and explain a collab model on `data`; write model, metrics and plots to `out`."""
-    start = time.perf_counter()
+    """Train, evaluate and explain a collab model on `data`; write model, metrics and plots to `out`.
+
+    The output is locked for the whole run (a second run into it is refused in one line), and the half-built
+    folders a killed run left beside it are removed first."""
     check_collab_out(out)
+    with lock.hold(out, "collab output"):
+        atomic.remove_stale_temps(out)
+        return _run_collab_locked(config, data, out, folds, columns, progress)
+
+
+def _run_collab_locked(config, data, out, folds, columns, progress):
+    start = time.perf_counter()
     ratings = load_ratings(data, *columns)
     # Scale the default y_range to the whole data's rating range, not each training split's (a top rating that
     # falls only in the validation split would otherwise be out of reach); a given y_range is checked here too.

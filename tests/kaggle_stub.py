@@ -30,6 +30,7 @@ class KaggleStub:
         self.uploads = {}  # upload path -> bytes received by PUT
         self.submissions = []
         self.scores = {}  # submission ref -> public score text, shown by ListSubmissions
+        self.gpu_used_s, self.gpu_total_s = 36000.0, 108000.0  # this week's GPU quota: 10 h used of 30 h
         self._server = None
         self._thread = None
         self._stopped = threading.Event()
@@ -130,6 +131,11 @@ class KaggleStub:
         names = self.outputs.get(ref, {})
         files = [{"fileName": name, "url": f"http://localhost/output/{ref}/{name}"} for name in names]
         return 200, {"files": files, "log": "[]"}
+
+    def _GetAcceleratorQuotaStatistics(self, body):
+        return 200, {"quotaRefreshTime": "2026-12-05T00:00:00Z",
+                     "gpuQuota": {"timeUsed": f"{self.gpu_used_s}s", "totalTimeAllowed": f"{self.gpu_total_s}s"},
+                     "tpuQuota": {"timeUsed": "0s", "totalTimeAllowed": "72000s"}}
 
     def _StartSubmissionUpload(self, body):
         n = len(self.uploads) + 1

@@ -95,10 +95,12 @@ def test_push_all_sends_the_kit_dataset_then_the_kernels(stub, rendered, tmp_pat
     code, out, err = _run(capsys, "kernels", "push", "--all", "--kernels", tmp_path / "kernels", "--stage", stage)
     assert code == 0, err
     methods = [r["method"] or r["verb"] for r in stub.requests]
+    assert methods[0] == "GetAcceleratorQuotaStatistics" and "estimated GPU hours: " in out  # before any upload
+    methods = methods[1:]
     create = methods.index("CreateDataset")
     assert methods[:create + 1] == ["GetDatasetStatus", "GetDatasetStatus", "StartBlobUpload", "PUT",
                                     "CreateDataset"]
-    assert methods[create + 1] == "GetDatasetStatus" and methods.count("SaveKernel") == 3
+    assert methods[create + 1] == "GetDatasetStatus" and methods.count("SaveKernel") == len(rendered) - 1
     wheel = next(stage.glob("*.whl"))
     assert stub.uploads["/upload/blob-1"] == wheel.read_bytes()
     body = stub.calls("CreateDataset")[0]["body"]
@@ -109,7 +111,7 @@ def test_push_all_sends_the_kit_dataset_then_the_kernels(stub, rendered, tmp_pat
         meta, sent = json.loads((folder / "kernel-metadata.json").read_text()), saved[f"{USER}/{folder.name}"]
         assert sent["newTitle"] == meta["title"] and sent["text"] == (folder / "kernel.py").read_text()
         assert (sent["language"], sent["kernelType"], sent["isPrivate"]) == ("python", "script", True)
-        assert (sent["enableGpu"], sent["enableInternet"]) == (True, False)
+        assert (sent["enableGpu"], sent["enableInternet"], sent["machineShape"]) == (True, False, "NvidiaTeslaT4")
         assert sent["competitionDataSources"] == ["paddy-disease-classification"]
         assert sent["datasetDataSources"] == [f"{USER}/paddy-kit"] and sent.get("kernelDataSources", []) == []
     assert f"{USER}/paddy-tiny-ensemble: not pushed, waiting for" in out and "(queued)" in out
@@ -135,6 +137,24 @@ def test_push_all_sends_the_kit_dataset_then_the_kernels(stub, rendered, tmp_pat
     assert (version["ownerSlug"], version["datasetSlug"]) == (USER, "paddy-kit")
     assert version["body"]["files"][0]["token"].startswith("blob-token-")
     _assert_no_secret(stub, tmp_path, out, err)
+
+
+def test_quota_shows_the_weekly_gpu_hours_left(stub, capsys):
+    code, out, err = _run(capsys, "kernels", "quota")
+    assert code == 0, err
+    assert out.strip() == "GPU quota: 20.00 h left of 30.00 h this week (10.00 h used); refreshes 2026-12-05T00:00:00"
+
+
+def test_push_all_asks_for_yes_past_half_the_quota_left(stub, rendered, tmp_path, capsys):
+    stub.gpu_used_s = 30 * 3600 - 0.3 * 3600  # 0.3 h left; the tiny plan's two GPU kernels take about 0.2 h
+    stage = tmp_path / "stage" / "kit"
+    code, out, err = _run(capsys, "kernels", "push", "--all", "--kernels", tmp_path / "kernels", "--stage", stage)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--yes" in err and "0.3 h left" in err, err
+    assert "paddy-tiny-probe: about 0.1 GPU h" in out and "estimated GPU hours: 0.2 of 0.3 h left" in out
+    assert not stub.calls("SaveKernel") and not stub.calls("CreateDataset")  # nothing sent
+    code, out, err = _run(capsys, "kernels", "push", "--all", "--kernels", tmp_path / "kernels", "--stage", stage,
+                          "--yes")
+    assert code == 0 and len(stub.calls("SaveKernel")) == 2, err
 
 
 def test_push_of_kernels_owned_by_another_user_is_refused_before_any_upload(stub, rendered, tmp_path, capsys,

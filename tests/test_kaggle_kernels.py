@@ -81,13 +81,39 @@ def test_kernel_metadata_has_every_field_kaggle_reads():
     assert meta == {
         "id": "someone/paddy-tiny-01-resnet10t", "title": "paddy tiny 01 resnet10t", "code_file": "kernel.py",
         "language": "python", "kernel_type": "script", "is_private": True, "enable_gpu": True, "enable_tpu": False,
-        "enable_internet": False, "dataset_sources": ["someone/paddy-kit"],
+        "machine_shape": "NvidiaTeslaT4", "enable_internet": False, "dataset_sources": ["someone/paddy-kit"],
         "competition_sources": ["paddy-disease-classification"], "kernel_sources": ["someone/x-kernel"],
         "model_sources": []}
     other = kernel_metadata("someone", "paddy tiny probe", competition_slug="titanic", gpu=False,
                                     internet=True, private=False)
     assert (other["competition_sources"], other["enable_gpu"], other["enable_internet"], other["is_private"]) == (
         ["titanic"], False, True, False)
+    assert "machine_shape" not in other  # a CPU kernel asks for no machine
+
+
+def test_gpu_kernels_ask_for_t4x2_by_name_and_check_what_they_got(plan):
+    built = build_kernels(plan, "someone", lanes=1)
+    shapes = [meta.get("machine_shape") for meta, _ in built.values()]
+    assert shapes == ["NvidiaTeslaT4", "NvidiaTeslaT4", "NvidiaTeslaT4", None]
+    scripts = [script for _, script in built.values()]
+    assert all("exit_unless_gpus_usable(expected=2)" in s for s in scripts[:3])
+    assert "exit_unless_gpus_usable" not in scripts[-1]
+    for script in scripts[:3]:  # the check runs before any training import
+        assert script.index("exit_unless_gpus_usable(expected") < script.index("from paddy.core.config import")
+    assert build_kernels(plan, "someone", accelerator="nvidiateslat4")[next(iter(built))][0]["machine_shape"] == (
+        "NvidiaTeslaT4")
+
+
+@pytest.mark.parametrize(("shape", "words"), [("NvidiaTeslaP100", ["retired", "--accelerator NvidiaTeslaT4"]),
+                                              ("TpuV38", ["retired", "TpuV5E8"]),
+                                              ("TpuV232", ["retired", "--no-gpu"]),
+                                              ("NvidiaA100", ["unknown", "NvidiaTeslaT4"])])
+def test_cli_render_refuses_retired_and_unknown_accelerators_in_one_line(plan, tmp_path, capsys, shape, words):
+    out = tmp_path / "kernels"
+    code = main(["kernels", "render", str(plan.path), "--user", "someone", "--out", str(out), "--accelerator", shape])
+    stdout, err = capsys.readouterr()
+    assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1 and not out.exists()
+    assert all(word in err for word in words), err
 
 
 @pytest.mark.parametrize("title", ["paddy tiny 01 convnext_small.fb_in22k-squish480", "Paddy  Tiny -- Ensemble!",
@@ -119,7 +145,7 @@ def test_titles_stay_unique_and_short_for_long_member_names():
 
 
 def test_build_kernels_probe_members_ensemble(plan):
-    built = build_kernels(plan, "someone")
+    built = build_kernels(plan, "someone", lanes=1)
     slugs = list(built)
     assert slugs[0] == "paddy-tiny-probe" and slugs[-1] == "paddy-tiny-ensemble" and len(slugs) == 4
     member_ids = [f"someone/{s}" for s in slugs[1:3]]
@@ -161,10 +187,27 @@ def test_fold_titles_keep_their_fold_when_names_are_long():
     assert [t[2] for t in trainers] == [0, 1, 2, 3, 4]
     assert all(t[0].endswith(f" f{t[2]}") and len(t[0]) <= 50 for t in trainers)
     assert len({check_title(t[0]) for t in trainers}) == 5
+def test_two_lanes_a_kernel_on_t4x2(plan):
+    three = replace(plan, members=(*plan.members, plan.members[0].replace(name="third")))
+    built = build_kernels(three, "someone")  # NvidiaTeslaT4: two GPUs, so two members a kernel
+    slugs = list(built)
+    assert slugs[1:3] == ["paddy-tiny-01-02-resnet10t-squish64x64-64x64", "paddy-tiny-03-third"]
+    lanes_text = built[slugs[1]][1]
+    assert [TrainConfig.from_dict(m) for m in _assigned(lanes_text, "MEMBERS")] == list(three.members[:2])
+    assert "train_plan_lanes(find_data(DATA), plan, OUT, lanes=2, choose_accum=choose_accum)" in lanes_text
+    assert "budget_gb=4.0, accelerator='t4x2')" in lanes_text
+    assert "CONFIG" in built[slugs[2]][1]  # the odd one out: an ordinary member kernel
+    ensemble_meta, ensemble_text = built[slugs[-1]]
+    assert ensemble_meta["kernel_sources"] == [f"someone/{s}" for s in slugs[1:3]]
+    assert _assigned(ensemble_text, "RUNS") == [f"/kaggle/input/{slugs[1]}/{three.members[0].run_name}",
+                                                f"/kaggle/input/{slugs[1]}/atto", f"/kaggle/input/{slugs[2]}/third"]
+    assert len(build_kernels(three, "someone", gpu=False)) == 5  # no GPU: one lane, a kernel per member
+    with pytest.raises(ConfigError, match="needs 3 GPUs"):
+        build_kernels(three, "someone", lanes=3)
 
 
 def test_member_script_carries_the_resolved_config(plan):
-    built = build_kernels(plan, "someone")
+    built = build_kernels(plan, "someone", lanes=1)
     for slug, member in zip(list(built)[1:3], plan.members):
         text = built[slug][1]
         assert TrainConfig.from_dict(_assigned(text, "CONFIG")) == member
@@ -176,9 +219,11 @@ def test_member_script_carries_the_resolved_config(plan):
 
 
 def test_scripts_are_thin_valid_python_that_install_offline(plan):
-    for meta, text in build_kernels(plan, "someone", competition_slug="paddy-disease-classification").values():
+    kernels = [*build_kernels(plan, "someone", competition_slug="paddy-disease-classification").values(),
+               *build_kernels(plan, "someone", lanes=1).values()]
+    for meta, text in kernels:
         compile(text, meta["code_file"], "exec")
-        assert len(text.splitlines()) <= 40
+        assert len(text.splitlines()) <= 42  # 40, and the GPU check
         assert '"--no-index"' in text and 'glob.glob(str(Path(KIT) / "paddy_kit-*.whl"))' in text
         assert '"-r", str(Path(KIT) / "requirements.txt")' in text
         assert _assigned(text, "KIT") == "/kaggle/input/paddy-kit"
@@ -187,19 +232,22 @@ def test_scripts_are_thin_valid_python_that_install_offline(plan):
 
 def test_render_writes_folders_that_read_back(plan, tmp_path):
     out = tmp_path / "kernels"
-    folders, removed = render_kernels(plan, "someone", out=out)
+    folders, removed = render_kernels(plan, "someone", out=out, lanes=1)
     assert removed == []
-    assert [f.name for f in folders] == list(build_kernels(plan, "someone"))
+    assert [f.name for f in folders] == list(build_kernels(plan, "someone", lanes=1))
     for folder in folders:
         meta = read_kernel_folder(folder)
-        assert (folder / meta["code_file"]).read_text() == build_kernels(plan, "someone")[folder.name][1]
+        assert (folder / meta["code_file"]).read_text() == build_kernels(plan, "someone", lanes=1)[folder.name][1]
     ordered = kernel_folders(out)
     assert ordered[-1].name == "paddy-tiny-ensemble" and len(ordered) == 4
+    # Rendered again with two lanes (the default on GPU T4 x2): one kernel trains both, the member folders go.
+    folders, removed = render_kernels(plan, "someone", out=out)
+    assert [f.name for f in folders] == list(build_kernels(plan, "someone")) and len(removed) == 2
 
 
 def test_render_again_with_fewer_members_removes_their_old_folders_only(plan, tmp_path):
     out = tmp_path / "kernels"
-    first, _ = render_kernels(plan, "someone", out=out)
+    first, _ = render_kernels(plan, "someone", out=out, lanes=1)
     user_folder = out / "paddy-tiny-notes"  # the same prefix, but not written by render
     user_folder.mkdir()
     (user_folder / "kernel.py").write_text("print('mine')\n")
@@ -207,10 +255,10 @@ def test_render_again_with_fewer_members_removes_their_old_folders_only(plan, tm
     edited = first[2]  # a member folder the user put a file into
     (edited / "notes.txt").write_text("keep me")
     smaller = replace(plan, members=plan.members[:1])
-    folders, removed = render_kernels(smaller, "someone", out=out)
+    folders, removed = render_kernels(smaller, "someone", out=out, lanes=1)
     assert removed == [] and edited.is_dir()  # a folder holding more than render wrote is left alone
     (edited / "notes.txt").unlink()
-    folders, removed = render_kernels(smaller, "someone", out=out)
+    folders, removed = render_kernels(smaller, "someone", out=out, lanes=1)
     assert removed == [edited] and not edited.exists()
     assert sorted(p.name for p in out.iterdir()) == sorted([f.name for f in folders] + [user_folder.name])
 
@@ -267,8 +315,10 @@ def test_dependency_pins_and_closure_follow_installed_versions():
 def test_internet_auto_only_for_members_that_download_weights(plan):
     pretrained = plan.members[1].replace(pretrained=True)
     mixed = plan.__class__(members=(plan.members[0], pretrained), budget_gb=plan.budget_gb, path=plan.path)
-    flags = [meta["enable_internet"] for meta, _ in build_kernels(mixed, "someone").values()]
+    flags = [meta["enable_internet"] for meta, _ in build_kernels(mixed, "someone", lanes=1).values()]
     assert flags == [False, False, True, False]  # probe, member 1, pretrained member 2, ensemble
+    flags = [meta["enable_internet"] for meta, _ in build_kernels(mixed, "someone").values()]
+    assert flags == [False, True, False]  # a lanes kernel goes online when one of its members downloads
     for choice, expected in (("on", True), ("off", False)):
         assert {m["enable_internet"] for m, _ in build_kernels(mixed, "someone", internet=choice).values()} \
             == {expected}
@@ -316,7 +366,7 @@ def test_rendered_scripts_install_the_kit_and_run_the_plan(tiny_sample, tmp_path
     """Member (or fold) scripts and the ensemble script, /kaggle paths moved here, install the wheel and work."""
     (tmp_path / "one.toml").write_text(ONE_MEMBER_TOML + folds)
     plan = load_plan(tmp_path / "one.toml")
-    built = build_kernels(plan, "someone")
+    built = build_kernels(plan, "someone", gpu=False)  # a GPU kernel would stop here: this machine has no GPU
     stage, working, site = tmp_path / "kit", tmp_path / "working", tmp_path / "site"
     package_kit("someone", stage)
     working.mkdir()
@@ -399,3 +449,14 @@ def test_a_competition_slug_kaggle_would_not_have_is_refused_before_anything_is_
     assert code == 2 and captured.out == "" and captured.err.count("\n") == 1, captured
     assert "--competition must be a Kaggle competition slug" in captured.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]
+
+
+def test_a_data_parallel_plan_gets_one_member_a_kernel_on_both_gpus(plan):
+    built = build_kernels(replace(plan, devices=2), "someone")
+    scripts = [text for _, text in built.values()][1:-1]
+    assert len(scripts) == 2
+    for script in scripts:
+        assert "from paddy.vision.distributed import launch_distributed" in script
+        assert "launch_distributed(find_data(DATA), config, OUT / config.run_name, 2, budget_gb=4.0," in script
+    with pytest.raises(ConfigError, match="needs 4 GPUs"):
+        build_kernels(replace(plan, devices=4), "someone")

@@ -20,8 +20,8 @@ subprocess.run([*PIP, "--no-deps", *glob.glob(str(Path(KIT) / "paddy_kit-*.whl")
 if (Path(KIT) / "requirements.txt").is_file():
     subprocess.run([*PIP, "-r", str(Path(KIT) / "requirements.txt")], check=True)
 
-RUNS = ['/kaggle/input/paddy-tiny-01-resnet10t-squish96x72-64x48/resnet10t-squish96x72-64x48',
- '/kaggle/input/paddy-tiny-02-test-convnext-crop96x72-64x64/test_convnext-crop96x72-64x64']
+RUNS = ['/kaggle/input/paddy-tiny-01-02-resnet10t-squish96x72-64x48/resnet10t-squish96x72-64x48',
+ '/kaggle/input/paddy-tiny-01-02-resnet10t-squish96x72-64x48/test_convnext-crop96x72-64x64']
 
 from paddy.data.folder import find_data  # noqa: E402  (importable only after the install above)
 from paddy.ensemble.blend import ensemble_runs, format_ensemble_table  # noqa: E402

@@ -1,5 +1,7 @@
 """`paddy kernels render|push|status|output`, `paddy submit` and `paddy submissions`: Kaggle through its client."""
 
+from pathlib import Path
+
 from paddy.core.errors import ConfigError
 from paddy.data.competition import COMPETITION  # constants only: cheap enough for `paddy --help`
 
@@ -21,6 +23,12 @@ def _register_kernels(subparsers):
     render.add_argument("--out", default="kernels", help="folder for the kernel folders (default: %(default)s)")
     render.add_argument("--no-gpu", dest="gpu", action="store_false",
                         help="run the probe and members without a GPU (the ensemble never has one)")
+    render.add_argument("--accelerator", default="NvidiaTeslaT4",
+                        help="Kaggle machine_shape of the GPU kernels (default: %(default)s, 'GPU T4 x2'); retired "
+                             "shapes (NvidiaTeslaP100) are refused")
+    render.add_argument("--lanes", type=int, default=None,
+                        help="members each training kernel trains at once, one per GPU (default: the accelerator's "
+                             "GPU count: 2 on NvidiaTeslaT4; 1 with --no-gpu, a kernel per member)")
     render.add_argument("--internet", choices=("auto", "on", "off"), default="auto",
                         help="kernels' internet: auto (default) = on only for members that download pretrained "
                              "weights; the kit itself always installs offline")
@@ -39,7 +47,12 @@ def _register_kernels(subparsers):
     push.add_argument("--cache", metavar="DIR",
                       help="also send this array cache as a private dataset (the kernels must be rendered with it); "
                            "skipped when unchanged since the last push")
+    push.add_argument("--yes", action="store_true",
+                      help="push --all even when the estimated GPU hours exceed half the weekly quota left")
     push.set_defaults(func=run_push)
+
+    quota = actions.add_parser("quota", help="your weekly Kaggle GPU quota: used, remaining, when it refreshes")
+    quota.set_defaults(func=run_quota)
 
     status = actions.add_parser("status", help="the latest run's status of a kernel")
     status.add_argument("slug", help="USER/KERNEL-SLUG")
@@ -76,7 +89,8 @@ def run_render(args):
     from paddy.kaggle.kernels import render_kernels
 
     folders, removed = render_kernels(load_plan(args.plan), args.user, args.competition, out=args.out,
-                                      gpu=args.gpu, internet=args.internet, cache=args.cache)
+                                      gpu=args.gpu, internet=args.internet, cache=args.cache,
+                                      accelerator=args.accelerator, lanes=args.lanes)
     for folder in folders:
         print(folder)
     for folder in removed:
@@ -91,7 +105,8 @@ def run_push(args):
     if bool(args.dirs) == args.all:
         raise ConfigError("give kernel folders to push, or --all (not both)")
     folders = kernel_folders(args.kernels) if args.all else args.dirs
-    result = push_kernels(folders, stage=args.stage, with_deps=args.with_deps, cache=args.cache)
+    quota = (lambda api: check_quota(folders, args.yes, api)) if args.all else None
+    result = push_kernels(folders, stage=args.stage, with_deps=args.with_deps, cache=args.cache, before_send=quota)
     dataset = result["dataset"]
     print(f"dataset {dataset['ref']}: {dataset['action']} (wheels {dataset['digest']})")
     if "cache" in result:
@@ -102,6 +117,34 @@ def run_push(args):
     for kernel in result["waiting"]:
         print(f"kernel {kernel['ref']}: not pushed, waiting for {', '.join(kernel['pending'])}; push it again "
               "when they are complete (paddy kernels status)")
+
+
+def check_quota(folders, yes, api=None):
+    """Print the kernels' estimated GPU hours beside the quota left; ConfigError past half of it without --yes."""
+    from paddy.kaggle.client import gpu_quota
+    from paddy.kaggle.kernels import read_kernel_folder
+    from paddy.kaggle.quota import kernel_estimates, needs_confirmation
+
+    estimates = kernel_estimates(folders, read_kernel_folder)
+    for estimate in estimates:
+        runs = ", ".join(f"{name} {hours:.1f} h" for name, hours in estimate.runs)
+        print(f"{Path(estimate.folder).name}: about {estimate.hours:.1f} GPU h ({runs})")
+    total = sum(e.hours for e in estimates)
+    quota = gpu_quota(api)
+    print(f"estimated GPU hours: {total:.1f} of {quota['remaining_h']:.1f} h left this week "
+          f"({quota['used_h']:.1f} of {quota['total_h']:.1f} h used; refreshes {quota['refresh_at']})")
+    if needs_confirmation(total, quota["remaining_h"]) and not yes:
+        raise ConfigError(f"these kernels would use about {total:.1f} GPU hours, more than half of the "
+                          f"{quota['remaining_h']:.1f} h left this week; push again with --yes to go ahead")
+
+
+def run_quota(args):
+    """paddy kernels quota."""
+    from paddy.kaggle.client import gpu_quota
+
+    quota = gpu_quota()
+    print(f"GPU quota: {quota['remaining_h']:.2f} h left of {quota['total_h']:.2f} h this week "
+          f"({quota['used_h']:.2f} h used); refreshes {quota['refresh_at']}")
 
 
 def run_status(args):

@@ -1,6 +1,7 @@
 """`paddy train`: one run into a folder, or every member of a plan into a runs folder."""
 
 import argparse
+import sys
 
 from paddy.cli.types import in_range, size
 from paddy.core.config import limits_text
@@ -56,7 +57,7 @@ def register(subparsers):
                      help=f"effective batch size, {limits_text('bs')}, at most the training split (64)")
     one.add_argument("--accum",
                      help="accumulate gradients over K micro-batches of BS/K (power of two, or 'auto': the "
-                          "memory probe picks the smallest that fits 16 GB); "
+                          "memory probe picks the smallest that fits 15 GB, one T4); "
                           "not exactly equivalent with batch norm (1)")
     one.add_argument("--no-finetune", dest="finetune", action="store_false", default=None,
                      help="train all layers from the start (unfreeze + fit_one_cycle) instead of fine_tune")
@@ -72,6 +73,14 @@ def register(subparsers):
                      help=f"DataLoader workers, {limits_text('num_workers')} (fastai's default); with --plan: for "
                           "every member")
     one.add_argument("--out", help="run folder to write (with --folds: the member folder; folds.csv goes beside it)")
+    one.add_argument("--devices", type=in_range("devices"), default=None,
+                     help="train each run data-parallel on N processes: N GPUs, or with --device cpu N CPU processes "
+                          "(gloo); --bs stays the global batch (each process: bs/(N x accum) a micro-batch); only "
+                          "process 0 writes the run folder. With --plan: overrides the plan's devices (1)")
+    one.add_argument("--sync-bn", action="store_true",
+                     help="with --devices: synchronise batch norm statistics across processes (timm's converter, "
+                          "which keeps BatchNormAct2d's activation). Off by default: each process normalises with "
+                          "its own micro-batch, as with --accum")
     folds = parser.add_argument_group("cross-validation")
     folds.add_argument("--folds", type=in_range("folds"), metavar="K",
                        help=f"K-fold cross-validation, K {limits_text('folds')}: K runs, each holding one fold out "
@@ -83,19 +92,33 @@ def register(subparsers):
     many = parser.add_argument_group("a plan")
     many.add_argument("--plan", help="plan TOML file or built-in plan name (tiny, road-to-the-top)")
     many.add_argument("--runs", help="folder that gets one run folder per plan member")
+    many.add_argument("--lanes", default=None,
+                      help="members trained at once, one process per GPU (CUDA_VISIBLE_DEVICES per lane): auto "
+                           "(default) = one lane per visible GPU, 1 on CPU (one after the other, in this process); "
+                           "N > 1 with --device cpu runs N CPU processes. Lane logs: RUNS/.lanes/")
     parser.set_defaults(func=run_train)
 
 
 def run_train(args):
     """Parse the arguments into a config or plan, train, print one line per run."""
     from paddy.core.errors import ConfigError
-    from paddy.core.run_folder import describe_errors
-    from paddy.vision.run import train_member, train_plan, train_run
+    from paddy.vision.distributed import launch_distributed
+    from paddy.vision.lanes import describe_result, failed_runs, train_plan_lanes
+    from paddy.vision.run import train_member, train_run
 
     choose_accum = _announced_chooser()  # accum "auto": the probe picks it, above the training layer
 
     if args.plan or args.runs:
-        results = train_plan(args.data, _plan(args), args.runs, choose_accum=choose_accum, fold=args.fold)
+        results = train_plan_lanes(args.data, _plan(args), args.runs, lanes=args.lanes or "auto",
+                                   choose_accum=choose_accum, sync_bn=args.sync_bn, fold=args.fold)
+    elif args.lanes is not None:
+        raise ConfigError("--lanes applies to a plan (--plan PLAN --runs DIR): one run trains in one process")
+    elif (args.devices or 1) > 1:
+        config = _config(args)
+        if config.folds:
+            raise ConfigError("--devices with --folds is not supported yet: train the folds one process each")
+        results = [launch_distributed(args.data, config, args.out, args.devices, choose_accum=choose_accum,
+                                      sync_bn=args.sync_bn)]
     else:
         config = _config(args)
         if config.folds:
@@ -105,9 +128,12 @@ def run_train(args):
         else:
             results = [train_run(args.data, config, args.out, choose_accum=choose_accum)]
     for result in results:
-        state = "skipped (complete)" if result.get("skipped") else f"{result.get('seconds')} s"
-        print(f"{result['run']}: {result['epochs']} epochs, valid error {describe_errors(result['valid_error_tta'])} "
-              f"(TTA {result.get('tta', '?')}), {state}")
+        print(describe_result(result))
+    failed = failed_runs(results)
+    if failed:  # the other lanes' runs are complete; a rerun resumes the failed ones and skips the rest
+        print(f"{len(failed)} of {len(results)} runs failed ({', '.join(failed)}); rerun the same command to resume "
+              "them", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -150,7 +176,8 @@ def _plan(args):
         raise ConfigError("a plan run takes --plan PLAN --runs DIR")
     plan = load_plan(args.plan)
     overrides = _given(args, OVERRIDES)
-    return dataclasses.replace(plan, members=tuple(m.replace(**overrides) for m in plan.members))
+    devices = plan.devices if args.devices is None else args.devices
+    return dataclasses.replace(plan, members=tuple(m.replace(**overrides) for m in plan.members), devices=devices)
 
 
 def _config(args):

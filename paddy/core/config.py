@@ -26,6 +26,7 @@ LIMITS = {
     "budget_gb": (0.1, 1024.0),
     "max_accum": (1, 1024),
     "folds": (0, 100),  # K of K-fold (at least 2, checked by TrainConfig) and a fold index I < K
+    "devices": (1, 64),  # data-parallel processes of one run
 }
 
 

@@ -1,27 +1,38 @@
 """Plan files: a TOML list of ensemble members, each a TrainConfig, with shared defaults."""
 
+import dataclasses
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from paddy.core import atomic
+from paddy.core import accelerators, atomic
 from paddy.core.config import TrainConfig, check_range
 from paddy.core.errors import ConfigError
 
 BUILTIN_PLANS = Path(__file__).parent.parent / "plans"
-TOP_LEVEL_KEYS = {"defaults", "members", "budget_gb", "description"}
+TOP_LEVEL_KEYS = {"defaults", "members", "budget_gb", "description", "accelerator", "devices"}
 NONE = "none"  # TOML has no null: a member key set to "none" means None (split_seed: vary the split per member)
 NULLABLE_KEYS = ("split_seed", "num_workers", "folds")
+CPU_BUDGET_GB = 16.0  # accelerator = "cpu": the probe's budget then applies to the process's resident memory
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Ensemble members in order, the memory budget the probe checks them against, and where it came from."""
+    """Ensemble members in order, the machine they train on, the memory budget per process, and the plan's origin.
+
+    The budget defaults to the usable memory of one GPU of `accelerator` (t4x2: 15 GB, see paddy.core.accelerators).
+    """
 
     members: tuple
-    budget_gb: float = 16.0
+    budget_gb: float = accelerators.budget_gb(accelerators.DEFAULT_ACCELERATOR)
     description: str = ""
     path: Path = None
+    accelerator: str = accelerators.DEFAULT_ACCELERATOR
+    devices: int = 1  # processes (GPUs) that train each member together, data-parallel
+
+    def __post_init__(self):
+        if isinstance(self.devices, bool) or not isinstance(self.devices, int) or self.devices < 1:
+            raise ConfigError(f"devices must be a whole number >= 1, got {self.devices!r}")
 
 
 def resolve_plan_path(plan):
@@ -57,11 +68,24 @@ def parse_plan(data, where="plan"):
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ConfigError(f"{where}: members share run name(s) {', '.join(repeated)}; give each a distinct name")
-    budget = data.get("budget_gb", 16.0)
+    machine = _accelerator(data.get("accelerator", accelerators.DEFAULT_ACCELERATOR), where)
+    budget = data.get("budget_gb", accelerators.budget_gb(machine) or CPU_BUDGET_GB)
     if not isinstance(budget, (int, float)) or isinstance(budget, bool) or budget <= 0:
         raise ConfigError(f"{where}: budget_gb must be positive, got {budget!r}")
     check_range("budget_gb", budget, f"{where}: budget_gb")
-    return Plan(members=configs, budget_gb=float(budget), description=data.get("description", ""))
+    devices = data.get("devices", 1)
+    if isinstance(devices, bool) or not isinstance(devices, int):
+        raise ConfigError(f"{where}: devices must be a whole number, got {devices!r}")
+    check_range("devices", devices, f"{where}: devices")
+    return Plan(members=configs, budget_gb=float(budget), description=data.get("description", ""),
+                accelerator=machine, devices=devices)
+
+
+def _accelerator(key, where):
+    try:
+        return accelerators.accelerator(key).key
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
 
 
 def _nulls(member):
@@ -82,7 +106,7 @@ def load_plan(plan):
         reason = error.reason if isinstance(error, UnicodeDecodeError) else error
         raise ConfigError(f"{path}: not valid TOML ({reason}); fix the file") from None
     parsed = parse_plan(data, where=str(path))
-    return Plan(members=parsed.members, budget_gb=parsed.budget_gb, description=parsed.description, path=path)
+    return dataclasses.replace(parsed, path=path)
 
 
 def plan_to_toml(plan):
@@ -90,7 +114,10 @@ def plan_to_toml(plan):
     lines = []
     if plan.description:
         lines.append(f"description = {_toml_value(plan.description)}")
+    lines.append(f"accelerator = {_toml_value(plan.accelerator)}")
     lines.append(f"budget_gb = {_toml_value(plan.budget_gb)}")
+    if plan.devices != 1:
+        lines.append(f"devices = {plan.devices}")
     for member in plan.members:
         lines += ["", "[[members]]"]
         lines += [f"{k} = {_toml_value(NONE if v is None else v)}" for k, v in member.to_dict().items()

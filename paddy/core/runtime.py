@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from fastprogress import fastprogress
 
+from paddy.core.accelerators import arch_supports
 from paddy.core.config import check_device
 from paddy.core.errors import ConfigError
 
@@ -73,3 +74,47 @@ def progress_bars(enabled: bool) -> Iterator[None]:
         yield
     finally:
         fastprogress.NO_BAR = before
+
+
+def gpu_problem(devices: list, arch_list: list, expected: int = 0) -> str | None:
+    """Why torch cannot train on `devices` [(name, (major, minor))], or None; `expected` GPUs were asked for."""
+    if expected and not devices:
+        return (f"asked for {expected} GPU(s) but torch sees none (CUDA not available); check the kernel's "
+                "accelerator (machine_shape) or run with --no-gpu")
+    for index, (name, capability) in enumerate(devices):
+        if not arch_supports(capability, arch_list):
+            sm = f"sm_{capability[0]}{capability[1]}"
+            return (f"GPU {index} is a {name} ({sm}) but this torch {torch.__version__} build has kernels only for "
+                    f"{', '.join(arch_list) or 'no GPU'}; ask for another machine (kernels: --accelerator "
+                    f"NvidiaTeslaT4) or install a torch build with {sm}")
+    return None
+
+
+def visible_gpus() -> list:
+    """The GPUs torch sees, as [(name, (major, minor))]; empty without CUDA."""
+    if not torch.cuda.is_available():
+        return []
+    return [(torch.cuda.get_device_name(i), torch.cuda.get_device_capability(i))
+            for i in range(torch.cuda.device_count())]
+
+
+def check_gpus(expected: int = 0) -> str:
+    """One line saying which GPUs this process got; ConfigError when torch cannot run on them (or sees too few)."""
+    devices = visible_gpus()
+    arch_list = torch.cuda.get_arch_list() if devices else []
+    problem = gpu_problem(devices, arch_list, expected)
+    if problem:
+        raise ConfigError(problem)
+    if not devices:
+        return f"no GPU: training on CPU (torch {torch.__version__})"
+    names = ", ".join(f"{name} (sm_{major}{minor})" for name, (major, minor) in devices)
+    short = f"; expected {expected}" if expected and len(devices) < expected else ""
+    return f"{len(devices)} GPU(s): {names}; torch {torch.__version__} built for {' '.join(arch_list)}{short}"
+
+
+def exit_unless_gpus_usable(expected: int = 0) -> None:
+    """For kernel scripts: print which GPUs this session got, or stop with one line when torch cannot use them."""
+    try:
+        print(check_gpus(expected))
+    except ConfigError as error:
+        raise SystemExit(f"paddy: {error}") from None

@@ -10,7 +10,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +153,22 @@ def push_kernel(folder: str | Path, api: Any = None) -> dict:
     return {"ref": meta["id"], "url": response.url, "version": response.version_number}
 
 
+def gpu_quota(api: Any = None) -> dict:
+    """This week's GPU quota from Kaggle (the client's quota_view): hours used, total, remaining, and refresh time."""
+    api = api or kaggle_client()
+    with kaggle_errors("reading your GPU quota"):
+        response = api.quota_view()
+    quota = response.gpu_quota
+    if quota is None:
+        raise KaggleError("reading your GPU quota: Kaggle sent no GPU quota; verify your phone number at "
+                          "https://www.kaggle.com/settings to get GPU hours")
+    used = quota.time_used.total_seconds() / 3600
+    total = quota.total_time_allowed.total_seconds() / 3600
+    refresh = response.quota_refresh_time.isoformat() if response.quota_refresh_time else ""
+    return {"used_h": round(used, 2), "total_h": round(total, 2), "remaining_h": round(max(0.0, total - used), 2),
+            "refresh_at": refresh}
+
+
 def kernel_status(slug: str, api: Any = None) -> dict:
     """The latest run's status of kernel USER/SLUG: {ref, status, failure_message}."""
     api = api or kaggle_client()
@@ -271,9 +287,14 @@ def sources_pending(meta: dict, api: Any) -> list:
 
 
 def push_kernels(folders: list, stage: str | Path = DEFAULT_STAGE, with_deps: bool = False,
-                 ready_timeout_s: float = 300.0, api: Any = None, cache: str | Path | None = None) -> dict:
+                 ready_timeout_s: float = 300.0, api: Any = None, cache: str | Path | None = None,
+                 before_send: Callable | None = None) -> dict:
     """Send the kit dataset (and the array cache `cache`, when given), then each kernel; a kernel whose
-    kernel_sources have not completed waits (not pushed)."""
+    kernel_sources have not completed waits (not pushed).
+
+    `before_send(api)` runs once every folder and the signed-in user are checked, before anything is sent (the
+    CLI checks the GPU quota there).
+    """
     folders = sorted((Path(f) for f in folders), key=lambda f: bool(kernels.read_kernel_folder(f)["kernel_sources"]))
     metas = [kernels.read_kernel_folder(f) for f in folders]  # every folder checked before anything is sent
     owners = sorted({m["id"].split("/")[0] for m in metas})
@@ -293,6 +314,8 @@ def push_kernels(folders: list, stage: str | Path = DEFAULT_STAGE, with_deps: bo
     if signed_in and signed_in != owners[0]:  # Kaggle would refuse only after the wheels were uploaded
         raise KaggleError(f"these kernels belong to {owners[0]} but you are signed in as {signed_in}; "
                           f"render them for you with paddy kernels render PLAN --user {signed_in}")
+    if before_send is not None:
+        before_send(api)
     result = {"dataset": send_kit(owners[0], stage, with_deps, ready_timeout_s, api), "kernels": [], "waiting": []}
     if cache is not None:
         result["cache"] = send_cache(owners[0], cache, Path(stage).parent / CACHE_STAGE, ready_timeout_s, api)

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from paddy.core import atomic
+from paddy.core.accelerators import DEFAULT_GPU_SHAPE, check_machine_shape, shape_accelerator
 from paddy.core.config import TrainConfig
 from paddy.core.errors import ConfigError
 from paddy.core.plan import Plan
@@ -37,12 +38,18 @@ INTERNET_CHOICES = ("auto", "on", "off")
 
 def kernel_metadata(user: str, title: str, competition_slug: str = competition.COMPETITION, kernel_sources: tuple = (),
                     gpu: bool = True, internet: bool = False, private: bool = True,
-                    kit_dataset: str = KIT_DATASET, datasets: tuple = ()) -> dict:
+                    kit_dataset: str = KIT_DATASET, datasets: tuple = (),
+                    accelerator: str = DEFAULT_GPU_SHAPE) -> dict:
     """The kernel-metadata.json dict of one script kernel; its id is <user>/<slug of the title>; `datasets`: more
-    dataset refs it reads (an array cache)."""
+    dataset refs it reads (an array cache).
+
+    A GPU kernel names its machine (`machine_shape`): one that only sets enable_gpu has been reported to land on a
+    retired P100 that today's torch builds cannot run on (kaggle-cli issues #821, #1196).
+    """
     user = check_user(user)
     slug = check_title(title)
     competition_slug = check_competition(competition_slug)
+    shape = {"machine_shape": check_machine_shape(accelerator)} if gpu else {}
     return {
         "id": f"{user}/{slug}",
         "title": title,
@@ -52,6 +59,7 @@ def kernel_metadata(user: str, title: str, competition_slug: str = competition.C
         "is_private": bool(private),
         "enable_gpu": bool(gpu),
         "enable_tpu": False,
+        **shape,
         "enable_internet": bool(internet),
         "dataset_sources": [f"{user}/{kit_dataset}", *datasets],
         "competition_sources": [competition_slug],
@@ -66,6 +74,33 @@ def kernel_titles(plan_name: str, members: tuple) -> tuple:
     high = TITLE_LENGTH[1]
     member_titles = [f"{prefix} {i:02d} {m.run_name}"[:high].rstrip(" -_.") for i, m in enumerate(members, 1)]
     return f"{prefix} probe", member_titles, f"{prefix} ensemble"
+
+
+def training_kernels(plan_name: str, members: tuple, lanes: int = 1) -> list:
+    """(title, members, fold) of every training kernel: consecutive plain members `lanes` at a time (numbered
+    01-02), each fold of a K-fold member alone (as member_kernels)."""
+    prefix, high = f"paddy {plan_name}", TITLE_LENGTH[1]
+    found, group = [], []
+
+    def flush():
+        if group:
+            first, last = group[0][0], group[-1][0]
+            number = f"{first:02d}" if len(group) == 1 else f"{first:02d}-{last:02d}"
+            title = f"{prefix} {number} {group[0][1].run_name}"[:high].rstrip(" -_.")
+            found.append((title, tuple(config for _, config in group), None))
+            group.clear()
+
+    for index, config in enumerate(members, 1):
+        if config.folds is None:
+            group.append((index, config))
+            if len(group) == lanes:
+                flush()
+            continue
+        flush()
+        title = f"{prefix} {index:02d} {config.run_name}"[:high].rstrip(" -_.")
+        found += [(t, (c,), fold) for t, c, fold in member_kernels([title], (config,))]
+    flush()
+    return found
 
 
 def member_kernels(member_titles: list, members: tuple) -> list:
@@ -102,15 +137,23 @@ RENDERED_MARK = "Rendered by `paddy kernels render`"  # in every script: marks f
 _LOG_NOTE = "# the kernel's log keeps fastai's epoch table, not thousands of progress-bar updates"
 
 
-def _script(kind, title, body, kit, data):
+_GPU_CHECK = '''
+from paddy.core.runtime import exit_unless_gpus_usable  # noqa: E402  (importable only after the install above)
+
+exit_unless_gpus_usable(expected={gpus})  # one line and exit 1 when torch cannot run on the GPUs this session got
+'''
+
+
+def _script(kind, title, body, kit, data, gpus=0):
     # Every value enters the script as a Python literal (repr), never pasted into code or a docstring: a quote,
     # backslash, brace or newline in a title or path stays data.
     doc = f'"""paddy {kind} kernel.\n\n{RENDERED_MARK}: edit the plan, not this file.\n"""\n\n'
     values = f"TITLE = {str(title)!r}\nKIT = {str(kit)!r}\nDATA = {str(data)!r}\nOUT = Path({KAGGLE_WORKING!r})\n"
-    return doc + _IMPORTS + values + _INSTALL + "\n" + body
+    check = _GPU_CHECK.format(gpus=int(gpus)) if gpus else ""
+    return doc + _IMPORTS + values + _INSTALL + check + "\n" + body
 
 
-def probe_script(title: str, plan: Plan, kit: str, data: str) -> str:
+def probe_script(title: str, plan: Plan, kit: str, data: str, gpus: int = 0) -> str:
     """Script of the probe kernel: peak memory of every plan member on Kaggle's GPU; the plan comes back with accum."""
     # Only what differs from TrainConfig's defaults (the same kit version reads it back), so the script stays short.
     members = ",\n           ".join(dict_literal(non_defaults(m), indent=12) for m in plan.members)
@@ -121,12 +164,13 @@ def probe_script(title: str, plan: Plan, kit: str, data: str) -> str:
             "from paddy.data.folder import find_data  # noqa: E402\n"
             "from paddy.probe.report import format_probe_table  # noqa: E402\n"
             "from paddy.probe.run import run_probe, write_chosen_accum  # noqa: E402\n\n"
-            f"plan = Plan(members=tuple(TrainConfig.from_dict(m) for m in MEMBERS), budget_gb={plan.budget_gb!r})\n"
+            "plan = Plan(members=tuple(TrainConfig.from_dict(m) for m in MEMBERS),\n"
+            f"            budget_gb={plan.budget_gb!r}, accelerator={plan.accelerator!r})\n"
             f"with progress_bars(False):  {_LOG_NOTE}\n"
             '    report = run_probe(find_data(DATA), plan.members, plan.budget_gb, out=OUT / "probe")\n'
             "print(format_probe_table(report))\n"
             'write_chosen_accum(plan, report, OUT / "plan.toml")\n')
-    return _script("probe", title, body, kit, data)
+    return _script("probe", title, body, kit, data, gpus)
 
 
 def non_defaults(config: TrainConfig) -> dict:
@@ -149,24 +193,49 @@ def dict_literal(data: dict, indent: int = 10, width: int = 110) -> str:
 
 
 def member_script(title: str, config: TrainConfig, kit: str, data: str, budget_gb: float = 16.0,
-                  fold: int | None = None) -> str:
+                  fold: int | None = None, gpus: int = 0, devices: int = 1) -> str:
     """Script of one member's training kernel: the resolved config as a dict literal, then train_run.
 
     A K-fold member's kernel trains one fold (train_member): OUT/<run>/fold-<i>/, with OUT/folds.csv beside it.
+    With `devices` > 1 the member trains data-parallel on that many GPUs (launch_distributed).
     """
     train = "train_run" if fold is None else "train_member"
     where = "OUT / config.run_name" + ("" if fold is None else f", fold={int(fold)!r}")
+    module = "run"
+    if devices > 1:
+        train, module, where = "launch_distributed", "distributed", f"OUT / config.run_name, {int(devices)!r}"
     body = (f"CONFIG = {dict_literal(config.to_dict())}\n\n"
             "from paddy.core.config import TrainConfig  # noqa: E402  (importable only after the install above)\n"
             "from paddy.core.runtime import progress_bars  # noqa: E402\n"
             "from paddy.data.folder import find_data  # noqa: E402\n"
             "from paddy.probe.run import choose_accum  # noqa: E402\n"
-            f"from paddy.vision.run import {train}  # noqa: E402\n\n"
+            f"from paddy.vision.{module} import {train}  # noqa: E402\n\n"
             "config = TrainConfig.from_dict(CONFIG)\n"
             f"with progress_bars(False):  {_LOG_NOTE}\n"
             f"    print({train}(find_data(DATA), config, {where}, budget_gb={budget_gb!r},\n"
             "                    choose_accum=choose_accum))\n")
-    return _script("member", title, body, kit, data)
+    return _script("member", title, body, kit, data, gpus)
+
+
+def lanes_script(title: str, plan: Plan, kit: str, data: str, lanes: int, gpus: int = 0) -> str:
+    """Script of a kernel that trains several members at once, one lane (process) per GPU: train_plan_lanes."""
+    # Only what differs from TrainConfig's defaults (the same kit version reads it back), as in the probe kernel.
+    members = ",\n           ".join(dict_literal(non_defaults(m), indent=12) for m in plan.members)
+    body = (f"MEMBERS = [{members}]\n\n"
+            "from paddy.core.config import TrainConfig  # noqa: E402  (importable only after the install above)\n"
+            "from paddy.core.plan import Plan  # noqa: E402\n"
+            "from paddy.core.runtime import progress_bars  # noqa: E402\n"
+            "from paddy.data.folder import find_data  # noqa: E402\n"
+            "from paddy.probe.run import choose_accum  # noqa: E402\n"
+            "from paddy.vision.lanes import describe_result, failed_runs, train_plan_lanes  # noqa: E402\n\n"
+            "plan = Plan(members=tuple(TrainConfig.from_dict(m) for m in MEMBERS), "
+            f"budget_gb={plan.budget_gb!r}, accelerator={plan.accelerator!r})\n"
+            f"with progress_bars(False):  {_LOG_NOTE}\n"
+            f"    results = train_plan_lanes(find_data(DATA), plan, OUT, lanes={lanes}, choose_accum=choose_accum)\n"
+            "print(*(describe_result(r) for r in results), sep=\"\\n\")\n"
+            "if failed_runs(results):  # the lanes' logs are in OUT/.lanes/; the other lanes' runs are complete\n"
+            '    sys.exit(f"paddy: runs failed: {\', \'.join(failed_runs(results))}")\n')
+    return _script("lanes", title, body, kit, data, gpus)
 
 
 def ensemble_script(title: str, member_runs: list, kit: str, data: str) -> str:
@@ -211,29 +280,44 @@ def kernel_internet(internet: str, config: TrainConfig | None = None) -> bool:
 
 
 def build_kernels(plan: Plan, user: str, competition_slug: str = competition.COMPETITION, gpu: bool = True,
-                  internet: str = "auto", cache: str | Path | None = None) -> dict:
-    """Every kernel of a plan as {slug: (metadata, script)}: the probe, each member (or fold), the ensemble. With
-    `cache` (a local array cache), every kernel reads the cache dataset instead of the competition's JPEGs."""
+                  internet: str = "auto", cache: str | Path | None = None, accelerator: str = DEFAULT_GPU_SHAPE,
+                  lanes: int | None = None) -> dict:
+    """Every kernel of a plan as {slug: (metadata, script)}: the probe, the training kernels, the ensemble. With
+    `cache` (a local array cache), every kernel reads the cache dataset instead of the competition's JPEGs.
+
+    A training kernel trains `lanes` plain members at once, one per GPU (default: the accelerator's GPU count, so
+    two on GPU T4 x2; 1 without a GPU); each fold of a K-fold member has a kernel of its own.
+    """
     user = check_user(user)
     competition_slug = check_competition(competition_slug)
+    gpus = shape_accelerator(accelerator).count if gpu else 0  # checks the shape even for --no-gpu
+    lanes = check_kernel_lanes(lanes, gpus, plan.devices)
+    if plan.devices > 1 and any(m.folds for m in plan.members):
+        raise ConfigError("a plan with devices > 1 cannot have folds yet: train K-fold members one GPU each")
     plan_name = Path(plan.path).stem if plan.path else "plan"
     kit, data = f"{KAGGLE_INPUT}/{KIT_DATASET}", f"{KAGGLE_INPUT}/{competition_slug}"
     datasets = ()
     if cache is not None:  # members take the cache's item size; one it does not hold is refused before any write
         plan = dataclasses.replace(plan, members=check_members(plan.members, cache))
         data, datasets = cache_input(cache), (cache_ref(user, cache),)
-    probe_title, member_titles, ensemble_title = kernel_titles(plan_name, plan.members)
-    options = {"competition_slug": competition_slug, "gpu": gpu, "datasets": datasets}
+    probe_title, _, ensemble_title = kernel_titles(plan_name, plan.members)
+    options = {"competition_slug": competition_slug, "gpu": gpu, "datasets": datasets, "accelerator": accelerator}
     kernels = {}
     probe = kernel_metadata(user, probe_title, internet=kernel_internet(internet), **options)
-    kernels[_slug_of(probe)] = (probe, probe_script(probe_title, plan, kit, data))
+    kernels[_slug_of(probe)] = (probe, probe_script(probe_title, plan, kit, data, gpus))
     member_runs = []
-    trainers = member_kernels(member_titles, plan.members)
-    for title, config, fold in trainers:
-        meta = kernel_metadata(user, title, internet=kernel_internet(internet, config), **options)
-        kernels[_slug_of(meta)] = (meta, member_script(title, config, kit, data, plan.budget_gb, fold=fold))
-        member_runs.append((_slug_of(meta), config.run_name, fold))
-    sources = [f"{user}/{slug}" for slug, _, _ in member_runs]
+    trainers = training_kernels(plan_name, plan.members, lanes)
+    for title, group, fold in trainers:
+        online = any(kernel_internet(internet, config) for config in group)
+        meta = kernel_metadata(user, title, internet=online, **options)
+        if len(group) == 1:
+            script = member_script(title, group[0], kit, data, plan.budget_gb, fold=fold, gpus=gpus,
+                                   devices=plan.devices)
+        else:
+            script = lanes_script(title, dataclasses.replace(plan, members=group), kit, data, len(group), gpus)
+        kernels[_slug_of(meta)] = (meta, script)
+        member_runs += [(_slug_of(meta), config.run_name, fold) for config in group]
+    sources = list(dict.fromkeys(f"{user}/{slug}" for slug, _, _ in member_runs))
     # The ensemble only averages the members' saved probabilities: a GPU would spend weekly quota on nothing.
     ensemble = kernel_metadata(user, ensemble_title, kernel_sources=sources, internet=kernel_internet(internet),
                                **{**options, "gpu": False})
@@ -243,10 +327,30 @@ def build_kernels(plan: Plan, user: str, competition_slug: str = competition.COM
     return kernels
 
 
+def check_kernel_lanes(lanes: int | None, gpus: int, devices: int = 1) -> int:
+    """Members per training kernel: `lanes`, by default one per GPU (1 without a GPU, or when each member takes
+    `devices` > 1 GPUs); no more lanes than GPUs."""
+    if devices > 1:
+        if gpus and devices > gpus:
+            raise ConfigError(f"the plan's devices = {devices} needs {devices} GPUs, but the accelerator has {gpus}")
+        if lanes not in (None, 1):
+            raise ConfigError("a plan with devices > 1 trains one member a kernel on all its GPUs: drop --lanes")
+        return 1
+    if lanes is None:
+        return max(1, gpus)
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+        raise ConfigError(f"lanes must be a whole number >= 1, got {lanes!r}")
+    if gpus and lanes > gpus:
+        raise ConfigError(f"--lanes {lanes} needs {lanes} GPUs in each kernel, but the accelerator has {gpus}")
+    return lanes
+
+
 def render_kernels(plan: Plan, user: str, competition_slug: str = competition.COMPETITION, out: str | Path = "kernels",
-                   gpu: bool = True, internet: str = "auto", cache: str | Path | None = None) -> tuple[list, list]:
+                   gpu: bool = True, internet: str = "auto", cache: str | Path | None = None,
+                   accelerator: str = DEFAULT_GPU_SHAPE, lanes: int | None = None) -> tuple[list, list]:
     """Write one folder per kernel under `out`; returns (folders in push order, stale folders removed)."""
-    kernels = build_kernels(plan, user, competition_slug, gpu=gpu, internet=internet, cache=cache)  # checks first
+    kernels = build_kernels(plan, user, competition_slug, gpu=gpu, internet=internet, cache=cache,
+                            accelerator=accelerator, lanes=lanes)  # every check before any write
     folders = []
     for slug, (meta, script) in kernels.items():
         folder = Path(out) / slug

@@ -51,8 +51,9 @@ class EpochSaver(Callback):
 class Journal:
     """A run folder's training record: per-epoch checkpoints, metrics.csv and the progress marker."""
 
-    def __init__(self, run: str | Path, rows: tuple = ()):
+    def __init__(self, run: str | Path, rows: tuple = (), writer: bool = True):
         self.run, self.rows = Path(run), list(rows)
+        self.writer = writer  # data-parallel: only rank 0 writes; the others read checkpoints to resume
         self.fit_state = None  # what the checkpoint resumed from carried inside its fit (see fit_state)
         self.checkpoints = self.run / run_folder.CHECKPOINTS
 
@@ -62,6 +63,8 @@ class Journal:
 
     def record(self, learn, index, phase, epoch, values, seconds):
         """Save checkpoint and state, append the metrics row, then mark progress (a kill leaves a consistent state)."""
+        if not self.writer:
+            return
         name = f"{index}-{phase}-{epoch}"
         with atomic.atomic_path(self.checkpoints / f"{name}.pth") as tmp:
             save_model(tmp, learn.model, learn.opt, with_opt=True)
@@ -112,7 +115,7 @@ def random_states(dls: DataLoaders) -> dict:
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             # fastai's DataLoader shuffles (and reseeds itself each epoch) from its own random.Random.
-            "dataloaders": [dl.rng.getstate() for dl in dls.loaders]}
+            "dataloaders": [_unwrapped(dl).rng.getstate() for dl in dls.loaders]}
 
 
 def set_random_states(states: dict, dls: DataLoaders) -> None:
@@ -125,7 +128,12 @@ def set_random_states(states: dict, dls: DataLoaders) -> None:
     if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(states["cuda"])
     for dl, state in zip(dls.loaders, states["dataloaders"], strict=True):
-        dl.rng.setstate(state)
+        _unwrapped(dl).rng.setstate(state)
+
+
+def _unwrapped(dl):
+    # Data-parallel training wraps each DataLoader in a DistributedDL, which keeps the original as `.dl`.
+    return vars(dl).get("dl", dl)
 
 
 def fit_state(learn: Learner) -> dict:

@@ -28,7 +28,7 @@ import torch
 from fastai.learner import Learner
 
 from paddy import __version__
-from paddy.core import atomic, lock, oof, run_folder, runtime
+from paddy.core import accelerators, atomic, lock, oof, run_folder, runtime
 from paddy.core.config import TrainConfig
 from paddy.core.errors import ConfigError
 from paddy.core.plan import Plan
@@ -42,7 +42,8 @@ from paddy.vision.predict import predict, split_probs
 from paddy.vision.schedule import fit
 
 AccumChooser = Callable[[Path, TrainConfig, float], int]  # (data, config, budget_gb) -> the smallest accum that fits
-DEFAULT_BUDGET_GB = 16.0  # a single run's budget for accum "auto" (a plan carries its own)
+# A single run's budget for accum "auto" (a plan carries its own): one T4 of Kaggle's GPU T4 x2, 15 GB.
+DEFAULT_BUDGET_GB = accelerators.budget_gb(accelerators.DEFAULT_ACCELERATOR)
 
 
 def resolve_config(data_path: Path, config: TrainConfig, budget_gb: float | None = None,

@@ -20,10 +20,6 @@ subprocess.run([*PIP, "--no-deps", *glob.glob(str(Path(KIT) / "paddy_kit-*.whl")
 if (Path(KIT) / "requirements.txt").is_file():
     subprocess.run([*PIP, "-r", str(Path(KIT) / "requirements.txt")], check=True)
 
-from paddy.core.runtime import exit_unless_gpus_usable  # noqa: E402  (importable only after the install above)
-
-exit_unless_gpus_usable(expected=2)  # one line and exit 1 when torch cannot run on the GPUs this session got
-
 MEMBERS = [{'arch': 'resnet10t', 'size': [64, 48], 'item_size': [96, 72], 'epochs': 1, 'bs': 16,
             'finetune': False, 'pretrained': False, 'tta': 'flip', 'num_workers': 0},
            {'arch': 'test_convnext', 'size': [64, 64], 'item_size': [96, 72], 'item_method': 'crop',
@@ -32,13 +28,13 @@ MEMBERS = [{'arch': 'resnet10t', 'size': [64, 48], 'item_size': [96, 72], 'epoch
 
 from paddy.core.config import TrainConfig  # noqa: E402  (importable only after the install above)
 from paddy.core.plan import Plan  # noqa: E402
-from paddy.core.runtime import progress_bars  # noqa: E402
+from paddy.core.runtime import exit_unless_gpus_usable, progress_bars  # noqa: E402
 from paddy.data.folder import find_data  # noqa: E402
 from paddy.probe.report import format_probe_table  # noqa: E402
 from paddy.probe.run import run_probe, write_chosen_accum  # noqa: E402
 
-plan = Plan(members=tuple(TrainConfig.from_dict(m) for m in MEMBERS),
-            budget_gb=4.0, accelerator='t4x2')
+exit_unless_gpus_usable(expected=2)  # one line, exit 1: torch cannot run on this session's GPUs
+plan = Plan(members=tuple(TrainConfig.from_dict(m) for m in MEMBERS), budget_gb=4.0, accelerator='t4x2')
 with progress_bars(False):  # the kernel's log keeps fastai's epoch table, not thousands of progress-bar updates
     report = run_probe(find_data(DATA), plan.members, plan.budget_gb, out=OUT / "probe")
 print(format_probe_table(report))

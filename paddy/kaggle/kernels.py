@@ -137,11 +137,15 @@ RENDERED_MARK = "Rendered by `paddy kernels render`"  # in every script: marks f
 _LOG_NOTE = "# the kernel's log keeps fastai's epoch table, not thousands of progress-bar updates"
 
 
-_GPU_CHECK = '''
-from paddy.core.runtime import exit_unless_gpus_usable  # noqa: E402  (importable only after the install above)
+_RUNTIME_IMPORT = "from paddy.core.runtime import progress_bars"
+_GPU_CHECK = "exit_unless_gpus_usable(expected={gpus})  # one line, exit 1: torch cannot run on this session's GPUs\n"
 
-exit_unless_gpus_usable(expected={gpus})  # one line and exit 1 when torch cannot run on the GPUs this session got
-'''
+
+def with_gpu_check(body: str, gpus: int) -> str:
+    """A training script `body` that first checks the session's GPUs, right after its imports."""
+    imports_end = body.rindex("  # noqa: E402\n\n") + len("  # noqa: E402\n\n")
+    body = body[:imports_end] + _GPU_CHECK.format(gpus=int(gpus)) + body[imports_end:]
+    return body.replace(_RUNTIME_IMPORT, "from paddy.core.runtime import exit_unless_gpus_usable, progress_bars", 1)
 
 
 def _script(kind, title, body, kit, data, gpus=0):
@@ -149,8 +153,8 @@ def _script(kind, title, body, kit, data, gpus=0):
     # backslash, brace or newline in a title or path stays data.
     doc = f'"""paddy {kind} kernel.\n\n{RENDERED_MARK}: edit the plan, not this file.\n"""\n\n'
     values = f"TITLE = {str(title)!r}\nKIT = {str(kit)!r}\nDATA = {str(data)!r}\nOUT = Path({KAGGLE_WORKING!r})\n"
-    check = _GPU_CHECK.format(gpus=int(gpus)) if gpus else ""
-    return doc + _IMPORTS + values + _INSTALL + check + "\n" + body
+    body = with_gpu_check(body, gpus) if gpus else body
+    return doc + _IMPORTS + values + _INSTALL + "\n" + body
 
 
 def probe_script(title: str, plan: Plan, kit: str, data: str, gpus: int = 0) -> str:
@@ -164,8 +168,8 @@ def probe_script(title: str, plan: Plan, kit: str, data: str, gpus: int = 0) -> 
             "from paddy.data.folder import find_data  # noqa: E402\n"
             "from paddy.probe.report import format_probe_table  # noqa: E402\n"
             "from paddy.probe.run import run_probe, write_chosen_accum  # noqa: E402\n\n"
-            "plan = Plan(members=tuple(TrainConfig.from_dict(m) for m in MEMBERS),\n"
-            f"            budget_gb={plan.budget_gb!r}, accelerator={plan.accelerator!r})\n"
+            "plan = Plan(members=tuple(TrainConfig.from_dict(m) for m in MEMBERS), "
+            f"budget_gb={plan.budget_gb!r}, accelerator={plan.accelerator!r})\n"
             f"with progress_bars(False):  {_LOG_NOTE}\n"
             '    report = run_probe(find_data(DATA), plan.members, plan.budget_gb, out=OUT / "probe")\n'
             "print(format_probe_table(report))\n"

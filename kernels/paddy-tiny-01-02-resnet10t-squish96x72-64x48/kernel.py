@@ -38,5 +38,4 @@ plan = Plan(members=tuple(TrainConfig.from_dict(m) for m in MEMBERS), budget_gb=
 with progress_bars(False):  # the kernel's log keeps fastai's epoch table, not thousands of progress-bar updates
     results = train_plan_lanes(find_data(DATA), plan, OUT, lanes=2, choose_accum=choose_accum)
 print(*(describe_result(r) for r in results), sep="\n")
-if failed_runs(results):  # the lanes' logs are in OUT/.lanes/; the other lanes' runs are complete
-    sys.exit(f"paddy: runs failed: {', '.join(failed_runs(results))}")
+sys.exit(f"paddy: runs failed: {', '.join(failed_runs(results))}" if failed_runs(results) else 0)

@@ -237,8 +237,8 @@ def lanes_script(title: str, plan: Plan, kit: str, data: str, lanes: int, gpus: 
             f"with progress_bars(False):  {_LOG_NOTE}\n"
             f"    results = train_plan_lanes(find_data(DATA), plan, OUT, lanes={lanes}, choose_accum=choose_accum)\n"
             "print(*(describe_result(r) for r in results), sep=\"\\n\")\n"
-            "if failed_runs(results):  # the lanes' logs are in OUT/.lanes/; the other lanes' runs are complete\n"
-            '    sys.exit(f"paddy: runs failed: {\', \'.join(failed_runs(results))}")\n')
+            # A failed lane's log is in OUT/.lanes/; the other lanes' runs are complete.
+            'sys.exit(f"paddy: runs failed: {\', \'.join(failed_runs(results))}" if failed_runs(results) else 0)\n')
     return _script("lanes", title, body, kit, data, gpus)
 
 

@@ -2,10 +2,11 @@
 
 import pytest
 
+from paddy.core.accelerators import gpu
 from paddy.core.config import TrainConfig
+from paddy.core.errors import ConfigError
 from paddy.probe import estimate
 from paddy.probe.calibrate import Calibration
-from paddy.probe.gpus import gpu_budget_gb
 
 VOCABS = {"label": tuple(f"class{i}" for i in range(10)), "variety": tuple(f"v{i}" for i in range(4))}
 UNIT = Calibration(total_intercept_mb=500.0, total_slope=1.0, alloc_ratio=1.0, gpu="test", rows=2)
@@ -24,9 +25,9 @@ def test_schedule_actions_trace_each_starting_state_once():
 
 
 def test_gpu_budgets_by_name():
-    assert gpu_budget_gb("T4") == 15.0 and gpu_budget_gb("h200") > 100
-    with pytest.raises(KeyError, match="known: t4"):
-        gpu_budget_gb("k80")
+    assert gpu("T4").usable_gb == 15.0 and gpu("h200").usable_gb > 100 and gpu("a100-40").usable_gb == 40.0
+    with pytest.raises(ConfigError, match="known: t4"):
+        gpu("k80")
 
 
 @pytest.mark.parametrize("arch", ["resnet10t", "convnext_atto"])

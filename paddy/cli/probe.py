@@ -29,13 +29,13 @@ def power_of_two(text):
 
 
 def _gpu_names():
-    from paddy.probe.gpus import GPU_MEMORY_GB
+    from paddy.core.accelerators import GPUS  # pure data: cheap enough for --help
 
-    return list(GPU_MEMORY_GB)
+    return list(GPUS)
 
 
 def gpu_name(text):
-    """A GPU named in paddy.probe.gpus.GPU_MEMORY_GB, as an argparse type."""
+    """A GPU named in paddy.core.accelerators.GPUS, as an argparse type."""
     if text.strip().lower() not in _gpu_names():
         raise argparse.ArgumentTypeError(f"unknown GPU {text!r}; known: {', '.join(_gpu_names())}")
     return text.strip().lower()
@@ -88,9 +88,9 @@ def run_probe(args):
     plan, configs, budget = probe_targets(args.arch, args.size, args.plan, args.bs, args.budget_gb, args.write_plan,
                                           item_size=args.item_size, item_method=args.item_method)
     if args.gpu:
-        from paddy.probe.gpus import gpu_budget_gb
+        from paddy.core.accelerators import gpu
 
-        budget = gpu_budget_gb(args.gpu)
+        budget = gpu(args.gpu).usable_gb
     if args.check or args.estimate:
         return run_estimate(args, plan, configs, budget)
     report = probe(args.data, configs, budget_gb=budget, max_accum=args.max_accum, device=args.device,

@@ -52,6 +52,14 @@ GPUS = {
                 "NVIDIA Tesla P100 PCIe 16 GB datasheet (retired on Kaggle: kaggle 2.2.5 _RETIRED_ACCELERATORS)"),
     "h200": Gpu("h200", "H200", (9, 0), 139.0,
                 "the device machine's own report (bench/results/h200): about 139 GiB usable of 141 GB HBM3e"),
+    # The cards below are not Kaggle's: a `paddy probe --gpu` budget for a box of one's own. nvidia-smi's
+    # memory.total as commonly reported (after ECC), in GiB; not measured here: correct a figure a card disputes.
+    "v100": Gpu("v100", "V100", (7, 0), 15.8, "the 16 GB V100: 16160 MiB per nvidia-smi"),
+    "l4": Gpu("l4", "L4", (8, 9), 22.5, "24 GB GDDR6: 23034 MiB per nvidia-smi after ECC"),
+    "a10g": Gpu("a10g", "A10G", (8, 6), 22.5, "24 GB GDDR6: 23028 MiB per nvidia-smi after ECC"),
+    "a100-40": Gpu("a100-40", "A100", (8, 0), 40.0, "40 GB HBM2: 40960 MiB per nvidia-smi"),
+    "a100-80": Gpu("a100-80", "A100", (8, 0), 80.0, "80 GB HBM2e: 81920 MiB per nvidia-smi"),
+    "h100": Gpu("h100", "H100", (9, 0), 79.6, "80 GB HBM3: 81559 MiB per nvidia-smi"),
 }
 
 ACCELERATORS = {

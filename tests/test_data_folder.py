@@ -4,11 +4,20 @@ import random
 import shutil
 
 import pytest
+import torch
 
 from paddy.core.config import TrainConfig
 from paddy.core.errors import DataError
 from paddy.data import folder
-from paddy.data.folder import find_data, read_train_csv, smallest_class_items, train_items, valid_mask
+from paddy.data.folder import (
+    find_data,
+    random_valid_mask,
+    read_train_csv,
+    smallest_class_items,
+    split_mask,
+    train_items,
+    valid_mask,
+)
 from paddy.data.loaders import dataloader_vocabs, image_dataloaders
 
 
@@ -78,6 +87,29 @@ def test_valid_mask_is_seeded_and_order_free():
     assert {i for i, m in zip(shuffled, valid_mask(shuffled, 0.2, seed=7)) if m} == chosen
     assert valid_mask(ids, 0.2, seed=7) == mask
     assert {i for i, m in zip(ids, valid_mask(ids, 0.2, seed=8)) if m} != chosen
+
+
+@pytest.mark.parametrize("n, valid_pct, seed", [(120, 0.2, 42), (7, 0.3, 0), (10407, 0.2, 42), (50, 0.25, 123)])
+def test_random_split_picks_what_fastai_random_splitter_picks(n, valid_pct, seed):
+    from fastai.data.transforms import RandomSplitter
+
+    items = [f"{100000 + i}.jpg" for i in range(n)]
+    _, valid = RandomSplitter(valid_pct=valid_pct, seed=seed)(items)
+    mask = split_mask(items, valid_pct, seed, split="random")
+    assert [i for i, m in enumerate(mask) if m] == sorted(valid)  # same images, for the same seed and order
+    state = torch.get_rng_state()
+    random_valid_mask(n, valid_pct, seed)
+    assert torch.equal(torch.get_rng_state(), state)  # unlike RandomSplitter, the global generator is untouched
+
+
+def test_dataloaders_random_split_uses_random_splitter_order(tiny_sample):
+    from fastai.data.transforms import RandomSplitter
+
+    items = train_items(tiny_sample)
+    dls = image_dataloaders(items, _config(split="random", valid_pct=0.25, split_seed=3))
+    _, valid = RandomSplitter(valid_pct=0.25, seed=3)(list(items["image_id"]))
+    assert set(dls.valid.items["image_id"]) == set(items["image_id"].iloc[sorted(valid)])
+    assert split_mask(list(items["image_id"]), 0.2, 42) == valid_mask(items["image_id"], 0.2, 42)  # hash: default
 
 
 def test_smallest_class_items(tiny_sample):

@@ -55,6 +55,57 @@ def test_schedule_matches_fine_tune():
     assert (only.epochs, only.frozen, only.kwargs["lr_max"]) == (2, False, 0.01)
 
 
+def test_random_weights_train_in_one_unfrozen_cycle_by_default():
+    # A frozen epoch of a random body trains the head on random features: without weights, no fine_tune.
+    (only,) = schedule(TrainConfig(arch="resnet10t", pretrained=False, epochs=5))
+    assert (only.name, only.epochs, only.frozen) == ("train", 5, False)
+    assert [p.name for p in schedule(TrainConfig(arch="resnet10t", epochs=5))] == ["frozen", "unfrozen"]
+    assert len(schedule(TrainConfig(arch="resnet10t", pretrained=False, finetune=True))) == 2  # asked for
+    assert len(schedule(TrainConfig(arch="resnet10t", finetune=False))) == 1
+
+
+def test_cli_no_pretrained_defaults_to_one_cycle_and_finetune_can_be_asked_for(tmp_path):
+    from paddy.cli.main import build_parser
+    from paddy.cli.train import _config as cli_config
+
+    def parsed(*flags):
+        args = build_parser().parse_args(["train", "data", "--arch", "resnet10t", "--out", "x", *flags])
+        return cli_config(args)
+
+    assert not parsed("--no-pretrained").fine_tunes and parsed().fine_tunes
+    assert parsed("--no-pretrained", "--finetune").fine_tunes and not parsed("--no-finetune").fine_tunes
+    config = parsed("--valid-pct", "0.25", "--split-seed", "7", "--split", "random")
+    assert (config.valid_pct, config.split_seed, config.split) == (0.25, 7, "random")
+
+
+def test_a_run_begun_with_fine_tune_before_the_default_changed_keeps_it(tiny_sample, tmp_path):
+    # A run folder written when finetune defaulted to true: its config.json says so, and a rerun of the same
+    # command (finetune unset) must neither refuse it nor change its schedule.
+    old = _config(finetune=True, tta="none")
+    done = tmp_path / "done"
+    _fake_run_folder(done, old, complete=True)
+    assert train_run(tiny_sample, _config(finetune=None, tta="none"), done)["skipped"] is True
+    partial = tmp_path / "partial"
+    _fake_run_folder(partial, old, complete=False)
+    result = train_run(tiny_sample, _config(finetune=None, tta="none"), partial)
+    assert result["epochs"] == 2 and json.loads((partial / run_folder.CONFIG).read_text())["finetune"] is True
+    fresh = train_run(tiny_sample, _config(finetune=None, tta="none"), tmp_path / "fresh")
+    assert fresh["epochs"] == 1 and json.loads((tmp_path / "fresh" / run_folder.CONFIG).read_text())["finetune"] \
+        is False
+
+
+def test_a_run_folder_from_before_the_split_field_is_still_the_same_run(tiny_sample, tmp_path):
+    config = _config()
+    out = tmp_path / "old"
+    out.mkdir()
+    stored = {k: v for k, v in config.to_dict().items() if k != "split"}  # written before `split` existed
+    (out / run_folder.CONFIG).write_text(json.dumps(stored))
+    (out / run_folder.RESULT).write_text(json.dumps({"run": config.run_name, "epochs": 1}))
+    assert train_run(tiny_sample, config, out)["skipped"] is True
+    with pytest.raises(ConfigError, match=r"different config \(split\)"):
+        train_run(tiny_sample, config.replace(split="random"), out)
+
+
 # --- gradient accumulation ----------------------------------------------------------------------------------
 
 

@@ -59,11 +59,20 @@ def register(subparsers):
                      help="accumulate gradients over K micro-batches of BS/K (power of two, or 'auto': the "
                           "memory probe picks the smallest that fits 15 GB, one T4); "
                           "not exactly equivalent with batch norm (1)")
+    one.add_argument("--finetune", dest="finetune", action="store_true", default=None,
+                     help="fastai's fine_tune: one epoch of the head alone, then every layer (the default with "
+                          "pretrained weights)")
     one.add_argument("--no-finetune", dest="finetune", action="store_false", default=None,
-                     help="train all layers from the start (unfreeze + fit_one_cycle) instead of fine_tune")
+                     help="train all layers from the start, one fit_one_cycle (the default with --no-pretrained)")
     one.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
-                     help="random initial weights (no download)")
+                     help="random initial weights (no download); trains without fine_tune's frozen epoch")
     one.add_argument("--seed", type=in_range("seed"), help=f"{limits_text('seed')} (42)")
+    one.add_argument("--valid-pct", type=float, help="share of the training images held out (0.2)")
+    one.add_argument("--split-seed", type=in_range("seed"),
+                     help=f"seed of the validation split, {limits_text('seed')} (42)")
+    one.add_argument("--split", choices=("hash", "random"),
+                     help="hash: by a seeded hash of each image id, whatever their order; random: the images "
+                          "fastai's RandomSplitter(valid_pct, seed) picks from the images sorted by id (hash)")
     one.add_argument("--targets", help="label, or label,variety for a two-headed model (label)")
     one.add_argument("--target-weights", help="loss weight per target, e.g. 1,0.5")
     one.add_argument("--tta",
@@ -152,9 +161,9 @@ def _announced_chooser():
 
 # Flags that define a run (argparse dests equal TrainConfig fields); plan members define their own.
 RUN_FLAGS = ("arch", "size", "item_size", "item_method", "epochs", "lr", "bs", "accum", "finetune", "pretrained",
-             "seed", "targets", "target_weights", "tta")
+             "seed", "valid_pct", "split_seed", "split", "targets", "target_weights", "tta")
 OVERRIDES = {"device": "device", "workers": "num_workers", "folds": "folds"}  # applied to every plan member
-SPELLING = {"finetune": "--no-finetune", "pretrained": "--no-pretrained"}
+SPELLING = {"finetune": "--finetune/--no-finetune", "pretrained": "--no-pretrained"}
 
 
 def _given(args, names):

@@ -11,6 +11,8 @@ from paddy.core.errors import ConfigError
 ITEM_METHODS = ("squish", "crop", "pad")
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 TARGETS = ("label", "variety")  # columns of train.csv a model can predict
+SPLITS = ("hash", "random")  # hash: by a seeded hash of each id; random: fastai's RandomSplitter(valid_pct, seed)
+
 # Sane ranges of the numbers a user can set: far past any real run, short of values that overflow, exhaust memory
 # or run for ever. Checked here (configs, plans) and by the CLI's types, whose --help quotes them.
 LIMITS = {
@@ -121,11 +123,12 @@ class TrainConfig:
     lr: float = 0.01
     bs: int = 64
     accum: object = 1  # an int power of two, or "auto" (the probe picks it)
-    finetune: bool = True
+    finetune: object = None  # None: fine_tune when pretrained, else one unfrozen cycle (see `fine_tunes`)
     pretrained: bool = True
     seed: int = 42
     split_seed: object = 42  # None: derive the validation split from `seed` (different split per member)
     valid_pct: float = 0.2
+    split: str = "hash"  # "hash" keeps every run made before `split` existed on its validation set
     targets: tuple = ("label",)
     target_weights: tuple = ()
     tta: str = "4,0.25"
@@ -149,8 +152,9 @@ class TrainConfig:
         if self.split_seed is not None:
             _check_whole(split_seed=self.split_seed)
         for key in ("finetune", "pretrained"):
-            if not isinstance(getattr(self, key), bool):
-                raise ConfigError(f"{key} must be true or false, got {getattr(self, key)!r}")
+            value = getattr(self, key)
+            if not isinstance(value, bool) and not (key == "finetune" and value is None):
+                raise ConfigError(f"{key} must be true or false, got {value!r}")
         _check_positive(epochs=self.epochs, lr=self.lr, bs=self.bs)  # before accum, which is compared with bs
         for key in ("epochs", "bs", "lr", "seed"):
             check_range(key, getattr(self, key))
@@ -160,8 +164,11 @@ class TrainConfig:
         parse_tta(self.tta)
         if self.item_method not in ITEM_METHODS:
             raise ConfigError(f"item_method must be one of {', '.join(ITEM_METHODS)}, got {self.item_method!r}")
-        if not 0.0 < self.valid_pct < 1.0:
-            raise ConfigError(f"valid_pct must be between 0 and 1, got {self.valid_pct}")
+        if isinstance(self.valid_pct, bool) or not isinstance(self.valid_pct, (int, float)) \
+                or not 0.0 < self.valid_pct < 1.0:
+            raise ConfigError(f"valid_pct must be between 0 and 1, got {self.valid_pct!r}")
+        if self.split not in SPLITS:
+            raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
         if not 0.0 < self.min_scale <= 1.0:
             raise ConfigError(f"min_scale must be in (0, 1], got {self.min_scale}")
         if self.folds is not None:
@@ -188,6 +195,13 @@ class TrainConfig:
         item = f"{self.item_method}" + (f"{self.item_size[0]}x{self.item_size[1]}" if self.item_size else "auto")
         extra_targets = "".join(f"-{t}" for t in self.targets[1:])  # a multi-target twin gets its own folder
         return _slug(f"{self.arch}-{item}-{self.size[0]}x{self.size[1]}{extra_targets}")
+
+    @property
+    def fine_tunes(self):
+        """Whether the run starts with fastai's frozen epoch: finetune, else only when the body is pretrained.
+
+        A frozen epoch of a randomly initialised body trains the head on random features: wasted time."""
+        return self.pretrained if self.finetune is None else self.finetune
 
     @property
     def valid_seed(self):

@@ -4,6 +4,7 @@ import hashlib
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from paddy.core import runtime
 from paddy.core.errors import DataError
@@ -79,6 +80,24 @@ def valid_mask(image_ids: list, valid_pct: float, seed: int) -> list[bool]:
     ranked = sorted(set(ids), key=lambda i: hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest())
     chosen = set(ranked[:n_valid])
     return [i in chosen for i in ids]
+
+
+def random_valid_mask(n_items: int, valid_pct: float, seed: int) -> list[bool]:
+    """Boolean list: True for the items fastai's RandomSplitter(valid_pct, seed) puts in validation, in item order."""
+    # RandomSplitter seeds torch's global generator and takes the first int(valid_pct * n) of a permutation; a
+    # private generator with that seed draws the same permutation and leaves the global one alone.
+    order = torch.randperm(n_items, generator=torch.Generator().manual_seed(seed))
+    mask = [False] * n_items
+    for index in order[:int(valid_pct * n_items)].tolist():
+        mask[index] = True
+    return mask
+
+
+def split_mask(image_ids: list, valid_pct: float, seed: int, split: str = "hash") -> list[bool]:
+    """The validation mask of `split`: "hash" (`valid_mask`, order-free) or "random" (RandomSplitter, by order)."""
+    if split == "random":
+        return random_valid_mask(len(image_ids), valid_pct, seed)
+    return valid_mask(image_ids, valid_pct, seed)
 
 
 def smallest_class_items(items: pd.DataFrame) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from fastai.vision.all import (
 from paddy.core import runtime
 from paddy.core.config import TrainConfig
 from paddy.core.errors import DataError
-from paddy.data.folder import require_targets, target_vocabs, valid_mask
+from paddy.data.folder import require_targets, split_mask, target_vocabs
 
 
 def image_datablock(items: pd.DataFrame, config: TrainConfig) -> DataBlock:
@@ -42,7 +42,7 @@ def image_dataloaders(items: pd.DataFrame, config: TrainConfig, device: str | No
     require_targets(items, config.targets, where="training items")
     items = items.copy()  # never mutate the caller's frame
     if valid_ids is None:
-        items["is_valid"] = valid_mask(items["image_id"], config.valid_pct, config.valid_seed)
+        items["is_valid"] = split_mask(list(items["image_id"]), config.valid_pct, config.valid_seed, config.split)
     else:
         items["is_valid"] = items["image_id"].astype(str).isin(valid_ids)
     if items["is_valid"].all() or not items["is_valid"].any():

@@ -48,8 +48,8 @@ DEFAULT_BUDGET_GB = accelerators.budget_gb(accelerators.DEFAULT_ACCELERATOR)
 
 def resolve_config(data_path: Path, config: TrainConfig, budget_gb: float | None = None,
                    choose_accum: AccumChooser | None = None) -> TrainConfig:
-    """The config a run really uses: device resolved once, accum "auto" chosen by `choose_accum`."""
-    config = config.replace(device=runtime.resolve_device(config.device))
+    """The config a run really uses: device resolved once, finetune decided, accum "auto" chosen by `choose_accum`."""
+    config = config.replace(device=runtime.resolve_device(config.device), finetune=config.fine_tunes)
     if config.accum != "auto":
         return config
     if choose_accum is None:
@@ -76,7 +76,9 @@ def check_same_run(out: str | Path, config: TrainConfig, ignore_accum: bool = Fa
     # complete run passes `ignore_accum`: accum only splits the same effective batch, so a plan whose accum the
     # probe rewrote still skips the runs it already finished.
     ignore = ("device", "num_workers") + (("accum",) if ignore_accum or config.accum == "auto" else ())
-    saved = json.loads(stored.read_text())
+    # A defaulted finetune takes the folder's (a run begun when pretrained=false still fine-tuned resumes so).
+    ignore += ("finetune",) if config.finetune is None else ()
+    saved = {**TrainConfig(arch=config.arch).to_dict(), **json.loads(stored.read_text())}  # fields added since
     changed = sorted(k for k, v in config.to_dict().items() if k not in ignore and saved.get(k) != v)
     if changed:
         raise ConfigError(f"{out} holds a run with a different config ({', '.join(changed)}); "
@@ -94,12 +96,17 @@ def check_run_folder(out: str | Path, config: TrainConfig) -> None:
 
 
 def resumed_accum(out: str | Path, config: TrainConfig) -> TrainConfig:
-    """An "auto" accum becomes the accum its run folder started with, so a resume neither probes nor changes it."""
+    """An "auto" accum becomes the accum its run folder started with, so a resume neither probes nor changes it;
+    so does a defaulted finetune (its default changed: a resume keeps the schedule the run started with)."""
     stored = Path(out) / run_folder.CONFIG
-    if config.accum != "auto" or not stored.is_file():
+    if not stored.is_file():
         return config
-    accum = json.loads(stored.read_text()).get("accum")
-    return config.replace(accum=accum) if isinstance(accum, int) else config
+    saved = json.loads(stored.read_text())
+    if config.accum == "auto" and isinstance(saved.get("accum"), int):
+        config = config.replace(accum=saved["accum"])
+    if config.finetune is None and isinstance(saved.get("finetune"), bool):
+        config = config.replace(finetune=saved["finetune"])
+    return config
 
 
 def resumed_item_size(out: str | Path, config: TrainConfig) -> TrainConfig:

@@ -20,7 +20,7 @@ class Phase:
 
 def schedule(config: TrainConfig) -> tuple:
     """The run's phases: fastai's fine_tune split in its two cycles (so a run can resume), or one unfrozen cycle."""
-    if not config.finetune:
+    if not config.fine_tunes:
         return (Phase("train", config.epochs, False, {"lr_max": config.lr}),)
     base = config.lr / 2  # fine_tune halves the lr after the frozen epoch; lr_mult=100, pct_start=0.3, div=5
     return (Phase("frozen", 1, True, {"lr_max": slice(config.lr), "pct_start": 0.99}),

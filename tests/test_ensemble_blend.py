@@ -383,3 +383,15 @@ def test_temps_a_killed_ensemble_left_go_with_the_next_run_of_the_same_csv(two_r
         path.write_text("image_id,label\n")
     assert ensemble(capsys, [run_a], data, subs / "x.csv")[0] == 0
     assert sorted(p.name for p in subs.iterdir()) == [other.name, "log.csv", "x.csv"]
+
+
+def test_log_competition_comes_from_the_data_never_a_hard_coded_slug(two_runs, tmp_path, capsys):
+    from paddy.data.marker import write_competition
+
+    data, run_a, _ = two_runs
+    assert ensemble(capsys, [run_a], data, tmp_path / "unknown.csv")[0] == 0  # a folder with no marker
+    write_competition(data, "plant-pathology-2021-fgvc8")
+    assert ensemble(capsys, [run_a], data, tmp_path / "marked.csv")[0] == 0
+    assert ensemble(capsys, [run_a], data, tmp_path / "named.csv", "--competition", "titanic")[0] == 0
+    log = read_log(tmp_path / "log.csv")
+    assert log["competition"].tolist() == ["", "plant-pathology-2021-fgvc8", "titanic"]

@@ -43,6 +43,9 @@ def register(subparsers):
     p.add_argument("--size", type=wxh, default=(480, 640),
                    help=f"WIDTHxHEIGHT of the images, sides {limits_text('side')} (default 480x640)")
     p.add_argument("--seed", type=in_range("seed"), default=42, help=f"random seed, {limits_text('seed')} (default 42)")
+    p.add_argument("--competition", default=None, metavar="SLUG",
+                   help="the Kaggle competition the folder stands in for, recorded in its marker for the "
+                        "submissions log (default: paddy-disease-classification, whose layout it has)")
     p.set_defaults(func=run_sample)
 
     p = subparsers.add_parser("check", help="report every problem in a competition folder or cache, in one pass")
@@ -70,10 +73,11 @@ def register(subparsers):
 
 def run_sample(args):
     """paddy sample OUT."""
+    from paddy.data.competition import COMPETITION
     from paddy.data.sample import make_sample
 
     out = make_sample(args.out, n_train=args.n_train, n_test=args.n_test, size=args.size, seed=args.seed,
-                      progress=sys.stdout.isatty())
+                      progress=sys.stdout.isatty(), competition_slug=args.competition or COMPETITION)
     width, height = args.size
     print(f"wrote {out}: {args.n_train} train and {args.n_test} test images, {width}x{height}, seed {args.seed}")
 

@@ -24,6 +24,9 @@ def register(subparsers):
     parser.add_argument("-m", "--message", default="", help="a note for the submissions log")
     parser.add_argument("--log", default=None, help="the submissions log (default: log.csv beside --out)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    parser.add_argument("--competition", default=None, metavar="SLUG",
+                        help="the Kaggle competition, for the log (default: from --data's marker, which paddy "
+                             "sample writes; empty when unknown)")
     parser.set_defaults(func=run_ensemble)
 
 
@@ -32,7 +35,8 @@ def run_ensemble(args):
     from paddy.ensemble.blend import ensemble_runs, format_ensemble_table
 
     result = ensemble_runs(args.runs, args.data, args.out, weights=args.weights, message=args.message,
-                           log=args.log, overwrite=args.overwrite, fit=args.fit, metric=args.metric)
+                           log=args.log, overwrite=args.overwrite, fit=args.fit, metric=args.metric,
+                           competition_slug=args.competition)
     print(format_ensemble_table(result))
     print(f"wrote {result.out} ({sum(result.label_counts.values())} rows, checked); logged to {result.log}")
 

@@ -16,6 +16,7 @@ from paddy.core import atomic, lock
 from paddy.core.config import check_range, positive_pair
 from paddy.core.errors import DataError
 from paddy.data import competition
+from paddy.data.marker import write_competition
 
 # disease -> lesion colour (RGB), number of lesions, half-height and half-width (fractions of the image), region
 # (top, bottom) the lesion centres fall in. "normal" has no lesions.
@@ -155,8 +156,10 @@ def _write_folder(root, train, tests, size, seed, progress):
     submission.to_csv(root / competition.SAMPLE_SUBMISSION_CSV, index=False)
 
 
-def make_sample(out, n_train=200, n_test=50, size=(480, 640), seed=42, progress=False):
-    """Write a synthetic competition folder to `out` (size is WIDTH x HEIGHT); return its path."""
+def make_sample(out, n_train=200, n_test=50, size=(480, 640), seed=42, progress=False,
+                competition_slug=competition.COMPETITION):
+    """Write a synthetic competition folder to `out` (size is WIDTH x HEIGHT) that stands in for competition
+    `competition_slug` (its marker says so: the submissions log reads it); return its path."""
     out = Path(out)
     check_range("n_images", n_train, "n_train")
     check_range("n_images", n_test, "n_test")
@@ -176,6 +179,8 @@ def _write_sample(out, n_train, n_test, size, seed, progress):
     try:
         with atomic.atomic_dir(out) as tmp:
             _write_folder(tmp, train, tests, size, seed, progress)
+            if competition_slug:
+                write_competition(tmp, competition_slug)
     except OSError as error:
         raise DataError(f"cannot write {out}: {error.strerror or error}; choose a folder you can write to") from None
     return out

@@ -19,6 +19,7 @@ from paddy.core.config import parse_weights
 from paddy.core.errors import ConfigError, DataError
 from paddy.data import competition
 from paddy.data.folder import find_data, read_train_csv
+from paddy.data.marker import folder_competition
 from paddy.ensemble import fit as ensemble_fit
 from paddy.ensemble import log as submissions_log
 from paddy.ensemble import submission
@@ -252,6 +253,7 @@ class EnsembleResult:
     label_counts: dict
     cv: ensemble_fit.CVReport | None = None  # K-fold members only: OOF scores, nested CV, fitted weights
     variety: dict = None  # K-fold members with a variety head: its OOF accuracy
+    competition: str = ""  # the Kaggle slug, from --competition or the data folder's marker; "" when unknown
 
     @property
     def best_member(self):
@@ -261,7 +263,7 @@ class EnsembleResult:
 
 def ensemble_runs(run_dirs: list, data: str | Path | None, out: str | Path, weights: object = None, message: str = "",
                   log: str | Path | None = None, overwrite: bool = False, fit: str | None = None,
-                  metric: str = "logloss") -> EnsembleResult:
+                  metric: str = "logloss", competition_slug: str | None = None) -> EnsembleResult:
     """Ensemble run folders into a checked submission CSV at `out` and append a log row (shown by
     format_ensemble_table). K-fold members are also cross-validated on their OOF rows; `fit` ("caruana", "hill")
     fits their weights there."""
@@ -294,7 +296,8 @@ def _ensemble_locked(run_dirs: list, data: str | Path | None, out: Path, weights
         member_accuracy=tuple(accuracy(m.valid.probs, m.valid.true, vocab) for m in members),
         member_n_valid=tuple(len(m.valid.image_ids) for m in members), scores=scores,
         label_counts=frame[submission.label_column(sample)].value_counts().to_dict(), cv=cv,
-        variety=variety_accuracy(members))
+        variety=variety_accuracy(members),
+        competition=folder_competition(data) if competition_slug is None else competition_slug)
     # The log is shared by every ensemble written beside it: one appends at a time (a rewrite would lose a row).
     with lock.hold(result.log, "submissions log"), atomic.atomic_path(out) as tmp:
         atomic.remove_stale_temps(result.log)
@@ -326,7 +329,7 @@ def log_row(result: EnsembleResult, message: str = "") -> dict:
     """The log row for an ensemble that was written."""
     best = result.best_member
     row = {
-        "event": "written", "file": str(result.out), "competition": competition.COMPETITION,
+        "event": "written", "file": str(result.out), "competition": result.competition,
         "members": "; ".join(member_summary(m) for m in result.members),
         "weights": ",".join(f"{w:.4g}" for w in result.weights),
         "valid_accuracy": _round(result.scores.ensemble),

@@ -1,6 +1,7 @@
 """`paddy probe`: peak memory per model, and the smallest gradient accumulation that fits a budget."""
 
 import argparse
+import functools
 import sys
 
 from paddy.cli.types import in_range, size
@@ -77,7 +78,7 @@ def register(subparsers):
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     p.add_argument("--no-subprocess", dest="subprocess", action="store_false",
                    help="run every try in this process (faster start; memory may leak between models)")
-    p.set_defaults(func=run_probe)
+    p.set_defaults(func=run_probe, announce="loading torch, fastai and timm...")
 
 
 def run_probe(args):
@@ -95,7 +96,8 @@ def run_probe(args):
         return run_estimate(args, plan, configs, budget)
     report = probe(args.data, configs, budget_gb=budget, max_accum=args.max_accum, device=args.device,
                    use_subprocess=args.subprocess, max_images=args.max_images, out=args.out,
-                   plan=plan if args.write_plan else None, progress=sys.stdout.isatty())
+                   plan=plan if args.write_plan else None, progress=sys.stdout.isatty(),
+                   say=functools.partial(print, flush=True))
     print("\n" + format_probe_table(report))  # after the progress bars' last line
     if args.out:
         print(f"wrote {args.out}/{CSV_NAME}, {MARKDOWN_NAME} and {PLOT_NAME}")

@@ -1,6 +1,7 @@
 """`paddy train`: one run into a folder, or every member of a plan into a runs folder."""
 
 import argparse
+import functools
 import sys
 
 from paddy.cli.types import in_range, size
@@ -116,10 +117,11 @@ def run_train(args):
     from paddy.vision.run import train_member, train_run
 
     choose_accum = _announced_chooser()  # accum "auto": the probe picks it, above the training layer
-
+    say = functools.partial(print, flush=True)  # flushed: a log shows each step as it starts
     if args.plan or args.runs:
         results = train_plan_lanes(args.data, _plan(args), args.runs, lanes=args.lanes or "auto",
-                                   choose_accum=choose_accum, sync_bn=args.sync_bn, fold=args.fold)
+                                   choose_accum=choose_accum, sync_bn=args.sync_bn, fold=args.fold,
+                                   say=say)
     elif args.lanes is not None:
         raise ConfigError("--lanes applies to a plan (--plan PLAN --runs DIR): one run trains in one process")
     elif (args.devices or 1) > 1:
@@ -131,11 +133,12 @@ def run_train(args):
     else:
         config = _config(args)
         if config.folds:
-            results = train_member(args.data, config, args.out, fold=args.fold, choose_accum=choose_accum)
+            results = train_member(args.data, config, args.out, fold=args.fold, choose_accum=choose_accum,
+                                   say=say)
         elif args.fold is not None:
             raise ConfigError("--fold I needs --folds K (the number of folds)")
         else:
-            results = [train_run(args.data, config, args.out, choose_accum=choose_accum)]
+            results = [train_run(args.data, config, args.out, choose_accum=choose_accum, say=say)]
     for result in results:
         print(describe_result(result))
     failed = failed_runs(results)

@@ -72,6 +72,13 @@ def train_items(data: str | Path) -> pd.DataFrame:
     return items[["image_id", "label", "variety", "age", "path"]]
 
 
+def count_images(data: str | Path) -> int:
+    """How many image files the folder's train_images/<label>/ and test_images/ hold (no decoding: for messages)."""
+    root = Path(data)
+    found = [*(root / competition.TRAIN_IMAGES).glob("*/*"), *(root / competition.TEST_IMAGES).glob("*")]
+    return sum(p.suffix.lower() in IMAGE_SUFFIXES for p in found)
+
+
 def valid_mask(image_ids: list, valid_pct: float, seed: int) -> list[bool]:
     """Boolean list: True for validation images; depends only on the set of ids and the seed, not on order."""
     ids = [str(i) for i in image_ids]

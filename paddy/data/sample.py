@@ -168,10 +168,10 @@ def make_sample(out, n_train=200, n_test=50, size=(480, 640), seed=42, progress=
     with lock.hold(out, "sample folder"):
         atomic.remove_stale_temps(out)  # the half-drawn folder a killed `paddy sample OUT` left beside OUT
         _check_out(out)
-        return _write_sample(out, n_train, n_test, size, seed, progress)
+        return _write_sample(out, n_train, n_test, size, seed, progress, competition_slug)
 
 
-def _write_sample(out, n_train, n_test, size, seed, progress):
+def _write_sample(out, n_train, n_test, size, seed, progress, competition_slug):
     rng = np.random.default_rng(seed)
     train = _train_frame(n_train, rng)
     test_ids = [f"{competition.FIRST_TEST_ID + i}.jpg" for i in range(n_test)]

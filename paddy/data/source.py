@@ -37,6 +37,13 @@ def test_items(data: str | Path) -> pd.DataFrame:
     return array_cache.cache_items(data, "test") if is_array_cache(data) else folder.test_items(data)
 
 
+def count_images(data: str | Path) -> int:
+    """How many training and test images `data` holds (for messages: a folder's files are counted, not decoded)."""
+    if is_array_cache(data):
+        return len(train_items(data)) + len(test_items(data))
+    return folder.count_images(data)
+
+
 def require_ready(data: str | Path, config: TrainConfig | None = None, progress: bool = False) -> None:
     """Raise one DataError line unless `data` can serve runs of `config`: a folder passes `paddy check` (every
     image decodes), an array cache is whole, unchanged and of the config's item size and method."""

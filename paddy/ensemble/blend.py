@@ -272,11 +272,12 @@ def ensemble_runs(run_dirs: list, data: str | Path | None, out: str | Path, weig
     with lock.hold(out, "submission"):  # two ensembles into one CSV would interleave their log rows
         atomic.remove_stale_temps(out)  # what a killed ensemble into the same CSV left behind
         resolve_out(out, overwrite)  # again, under the lock: another run may have written it meanwhile
-        return _ensemble_locked(run_dirs, data, out, weights, message, log, fit, metric)
+        return _ensemble_locked(run_dirs, data, out, weights, message, log, fit, metric, competition_slug)
 
 
 def _ensemble_locked(run_dirs: list, data: str | Path | None, out: Path, weights: object, message: str,
-                     log: str | Path | None, fit: str | None, metric: str) -> EnsembleResult:
+                     log: str | Path | None, fit: str | None, metric: str,
+                     competition_slug: str | None) -> EnsembleResult:
     members = read_members([Path(r) for r in run_dirs])
     given = parse_weights(weights, len(members), what="weight", per="run") if weights else None
     data = find_data(data)  # data None: the Kaggle input folder in a kernel

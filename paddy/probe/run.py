@@ -8,7 +8,7 @@ the demo pass it to `paddy.vision.run`); it estimates when the run's device is n
 import dataclasses
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from fastprogress.fastprogress import progress_bar
@@ -37,8 +37,9 @@ from paddy.vision.learner import check_arch
 
 def probe_configs(data: str | Path, configs: Sequence[TrainConfig], budget_gb: float = 16.0, max_accum: int = 16,
                   device: str = "auto", use_subprocess: bool = True, max_images: int | None = None,
-                  progress: bool = True) -> ProbeReport:
-    """Probe each config (members sharing arch, size, bs and targets are probed once); return a ProbeReport."""
+                  progress: bool = True, say: Callable[[str], None] | None = None) -> ProbeReport:
+    """Probe each config (members sharing arch, size, bs and targets are probed once); return a ProbeReport.
+    `say(text)`, when given, hears each try as it starts."""
     check_budget(budget_gb)
     check_power_of_two(max_accum, "max accum")
     configs = check_configs(configs)
@@ -46,6 +47,9 @@ def probe_configs(data: str | Path, configs: Sequence[TrainConfig], budget_gb: f
     items = None if use_subprocess else source.train_items(data)
 
     def measure(config):
+        if say:
+            say(f"probing {config.arch} at {config.size[0]}x{config.size[1]}, accum {config.accum} (micro-batch "
+                f"{config.micro_bs}) on {device}...")
         if use_subprocess:
             request = TryRequest(data=str(data), device=device, configs=(config,), max_images=max_images)
             return search_in_subprocess(request)[0]
@@ -54,7 +58,7 @@ def probe_configs(data: str | Path, configs: Sequence[TrainConfig], budget_gb: f
                            fit=functools.partial(fit_one_epoch, data=data))
 
     results, chosen, done = [], {}, {}
-    for config in progress_bar(configs, leave=False) if progress and len(configs) > 1 else configs:
+    for config in progress_bar(configs, leave=False) if progress and len(configs) > 1 and not say else configs:
         key = (config.arch, config.size, config.bs, config.targets)
         if key not in done:
             done[key] = search_accum(measure, config, budget_gb, max_accum)
@@ -75,17 +79,20 @@ def check_configs(configs: Sequence[TrainConfig]) -> tuple:
 
 def run_probe(data: str | Path, configs: Sequence[TrainConfig], budget_gb: float = 16.0, max_accum: int = 16,
               device: str = "auto", use_subprocess: bool = True, max_images: int | None = None,
-              out: str | Path | None = None, plan: Plan | None = None, progress: bool = True) -> ProbeReport:
+              out: str | Path | None = None, plan: Plan | None = None, progress: bool = True,
+              say: Callable[[str], None] | None = None) -> ProbeReport:
     """Check inputs and the data folder, probe every config, write the table/CSV/chart to `out` and, when `plan`
-    is given, the chosen accum back into it."""
+    is given, the chosen accum back into it. `say(text)`, when given, hears each long step as it starts."""
     check_budget(budget_gb)
     check_power_of_two(max_accum, "max accum")
     configs = check_configs(configs)
     device = resolve_device(device)  # a bad --device fails now, not after the check has decoded every image
+    if say:
+        say(f"checking {data} ({source.count_images(data)} images)...")
     for config in configs if source.is_array_cache(data) else configs[:1]:  # a cache: each item size
         source.require_ready(data, source.resolve_item_size(data, config), progress=progress)
     report = probe_configs(data, configs, budget_gb=budget_gb, max_accum=max_accum, device=device,
-                           use_subprocess=use_subprocess, max_images=max_images, progress=progress)
+                           use_subprocess=use_subprocess, max_images=max_images, progress=progress, say=say)
     if out is not None:
         write_probe_outputs(report, out)
     if plan is not None:

@@ -31,6 +31,7 @@ from paddy.vision.distributed import check_devices, launch_distributed
 from paddy.vision.learner import check_arch
 from paddy.vision.run import (
     AccumChooser,
+    Say,
     check_member,
     check_run_folder,
     check_shared_folds,
@@ -167,8 +168,10 @@ def _start(data_path, job, lane, lanes, budget_gb, log_dir):
 
 
 def train_plan_lanes(data_path: str | Path | None, plan: Plan, runs_dir: str | Path, lanes: str | int = "auto",
-                     choose_accum: AccumChooser | None = None, sync_bn: bool = False, fold: int | None = None) -> list:
-    """Train every plan member into runs_dir/<run_name>, `lanes` at a time; 1 lane (or one `fold`) in this process."""
+                     choose_accum: AccumChooser | None = None, sync_bn: bool = False, fold: int | None = None,
+                     say: Say | None = None) -> list:
+    """Train every plan member into runs_dir/<run_name>, `lanes` at a time; 1 lane (or one `fold`) in this process
+    (`say` hears its steps, as in train_plan)."""
     data_path = folder.find_data(data_path)
     plan = dataclasses.replace(plan, members=tuple(source.resolve_item_size(data_path, m) for m in plan.members))
     device = runtime.resolve_device(plan.members[0].device)
@@ -179,7 +182,7 @@ def train_plan_lanes(data_path: str | Path | None, plan: Plan, runs_dir: str | P
         return train_plan_distributed(data_path, plan, Path(runs_dir), choose_accum, sync_bn)
     count = count_lanes(lanes, device, len(plan.members))
     if count == 1 or fold is not None:
-        return train_plan(data_path, plan, runs_dir, choose_accum=choose_accum, fold=fold)
+        return train_plan(data_path, plan, runs_dir, choose_accum=choose_accum, fold=fold, say=say)
     check_shared_folds(plan.members)
     jobs = plan_jobs(data_path, plan, Path(runs_dir), choose_accum)
     require_data(data_path, plan.members, Path(runs_dir))

@@ -36,12 +36,14 @@ from paddy.data import folder, source
 from paddy.data.folds import FoldSplit, check_fold, ensure_folds, fold_split
 from paddy.data.loaders import dataloader_vocabs
 from paddy.vision.checkpoint import Journal
+from paddy.vision.console import console_output
 from paddy.vision.history import plot_metrics
 from paddy.vision.learner import build_learner, check_arch
 from paddy.vision.predict import predict, split_probs
 from paddy.vision.schedule import fit
 
 AccumChooser = Callable[[Path, TrainConfig, float], int]  # (data, config, budget_gb) -> the smallest accum that fits
+Say = Callable[[str], None]  # where a long step says what it is doing (the CLI prints; a library caller may log)
 # A single run's budget for accum "auto" (a plan carries its own): one T4 of Kaggle's GPU T4 x2, 15 GB.
 DEFAULT_BUDGET_GB = accelerators.budget_gb(accelerators.DEFAULT_ACCELERATOR)
 
@@ -119,12 +121,13 @@ def resumed_item_size(out: str | Path, config: TrainConfig) -> TrainConfig:
     return config.replace(item_size=item_size) if item_size else config
 
 
-def prepare_run(data_path: Path, config: TrainConfig, out: str | Path, check_data: bool = True) -> pd.DataFrame:
+def prepare_run(data_path: Path, config: TrainConfig, out: str | Path, check_data: bool = True,
+                say: Say | None = None) -> pd.DataFrame:
     """Check everything a run needs before any file is written; return the training items."""
     check_arch(config.arch)
     check_run_folder(out, config)
     if check_data:
-        source.require_ready(data_path, config)
+        check_data_folder(data_path, config, say)
     folder.read_train_csv(data_path, targets=config.targets)  # an array cache carries a copy of train.csv
     items = source.train_items(data_path)
     if source.test_items(data_path).empty:
@@ -139,25 +142,36 @@ def check_batches(items: pd.DataFrame, config: TrainConfig) -> None:
     if config.folds:  # the largest fold is held out (stratified folds differ by a few images at most)
         n_train = len(items) - -(-len(items) // config.folds)
     else:
-        n_train = len(items) - sum(folder.valid_mask(items["image_id"], config.valid_pct, config.valid_seed))
+        n_train = len(items) - sum(folder.split_mask(list(items["image_id"]), config.valid_pct, config.valid_seed,
+                                                     config.split))
     if n_train < config.bs:
         raise ConfigError(f"the training split has {n_train} images, fewer than one batch of {config.bs}; "
                           "lower --bs (bs in a plan)")
 
 
+def check_data_folder(data_path: Path, config: TrainConfig, say: Say | None = None) -> None:
+    """`source.require_ready` (a folder's every image decoded), said first: on a large folder it takes a while."""
+    if say:
+        say(f"checking {data_path} ({source.count_images(data_path)} images)...")
+    source.require_ready(data_path, config)
+
+
 def train_run(data_path: str | Path | None, config: TrainConfig, out: str | Path, cbs: tuple = (),
               budget_gb: float | None = None, check_data: bool = True,
-              choose_accum: AccumChooser | None = None, split: FoldSplit | None = None) -> dict:
+              choose_accum: AccumChooser | None = None, split: FoldSplit | None = None,
+              say: Say | None = None) -> dict:
     """Train one run into folder `out` and return its result; a complete folder is skipped, a partial one resumes.
 
     `split` makes it a cross-validation fold: that fold is the validation set. The run holds `out`'s lock
-    throughout: a second run into the same folder is refused (ConfigError).
+    throughout: a second run into the same folder is refused (ConfigError). `say(text)`, when given, hears what
+    each long step is doing as it starts.
     """
     with lock.hold(out, "run folder"):
-        return _train_run_locked(data_path, config, Path(out), cbs, budget_gb, check_data, choose_accum, split)
+        return _train_run_locked(data_path, config, Path(out), cbs, budget_gb, check_data, choose_accum, split,
+                                 say)
 
 
-def _train_run_locked(data_path, config, out, cbs, budget_gb, check_data, choose_accum, split):
+def _train_run_locked(data_path, config, out, cbs, budget_gb, check_data, choose_accum, split, say):
     config = resumed_item_size(out, config)
     if config.item_size is None:  # from the data, before the folder is compared with a stored config
         data_path = folder.find_data(data_path)
@@ -168,7 +182,7 @@ def _train_run_locked(data_path, config, out, cbs, budget_gb, check_data, choose
     data_path = folder.find_data(data_path)
     check_arch(config.arch)  # before accum "auto" would probe an unknown arch
     config = resolve_config(data_path, resumed_accum(out, config), budget_gb, choose_accum)
-    items = prepare_run(data_path, config, out, check_data=check_data)
+    items = prepare_run(data_path, config, out, check_data=check_data, say=say)
     dls = source.dataloaders(data_path, items, config, valid_ids=None if split is None else split.valid_ids)
     learn = build_learner(dls, config)
     started = time.time()
@@ -178,13 +192,26 @@ def _train_run_locked(data_path, config, out, cbs, budget_gb, check_data, choose
     learn.path, learn.model_dir = out, run_folder.CHECKPOINTS
     journal = Journal(out)
     start = journal.resume_point(learn)
-    fit(learn, config, cbs=cbs, start=start, phase_cbs=journal.callback)
+    if say:
+        say(describe_training(config, len(dls.train.items), len(dls.valid.items), start))
+    with console_output(learn):
+        fit(learn, config, cbs=cbs, start=start, phase_cbs=journal.callback)
+    if say:
+        say(f"predicting the validation and test images (TTA {config.tta})...")
     result = write_run_outputs(learn, config, data_path, out, journal.rows)
     result = {**result, "seconds": round(time.time() - started, 1), "resumed_from": list(start),
               **({} if split is None else split.result_keys())}
     atomic.write_json(out / run_folder.RESULT, result)  # last: its presence marks the run complete
     shutil.rmtree(out / run_folder.CHECKPOINTS, ignore_errors=True)
     return result
+
+
+def describe_training(config: TrainConfig, n_train: int, n_valid: int, start: tuple = (0, 0)) -> str:
+    """One line saying what is about to train: run, arch, schedule, images, device, and where a resume starts."""
+    epochs = f"1 frozen + {config.epochs} epochs" if config.fine_tunes else f"{config.epochs} epochs"
+    resumed = f", resuming at phase {start[0]} epoch {start[1]}" if start != (0, 0) else ""
+    return (f"training {config.run_name}: {config.arch}, {epochs}, {n_train} train / {n_valid} valid images, "
+            f"bs {config.bs} (accum {config.accum}), on {config.device}{resumed}")
 
 
 def write_run_outputs(learn: Learner, config: TrainConfig, data_path: Path, out: Path, rows: list) -> dict:
@@ -195,9 +222,11 @@ def write_run_outputs(learn: Learner, config: TrainConfig, data_path: Path, out:
     vocabs = dataloader_vocabs(learn.dls, config.targets)
     atomic.write_json(out / run_folder.VOCAB, {t: list(v) for t, v in vocabs.items()})
     valid_items = learn.dls.valid.items
-    valid = split_probs(predict(learn, learn.dls.valid, config.tta, config.seed), vocabs, config.targets)
     tests = source.test_items(data_path)
-    test = split_probs(predict(learn, learn.dls.test_dl(tests), config.tta, config.seed), vocabs, config.targets)
+    with console_output(learn):  # after the export: model.pkl keeps fastai's own callbacks
+        valid = split_probs(predict(learn, learn.dls.valid, config.tta, config.seed), vocabs, config.targets)
+        test = split_probs(predict(learn, learn.dls.test_dl(tests), config.tta, config.seed), vocabs,
+                           config.targets)
     errors = {}
     for target in config.targets:
         truth = valid_items[target].astype(str).tolist()
@@ -215,7 +244,8 @@ def write_run_outputs(learn: Learner, config: TrainConfig, data_path: Path, out:
 
 
 def train_plan(data_path: str | Path | None, plan: Plan, runs_dir: str | Path,
-               choose_accum: AccumChooser | None = None, fold: int | None = None) -> list:
+               choose_accum: AccumChooser | None = None, fold: int | None = None,
+               say: Say | None = None) -> list:
     """Train every plan member into runs_dir/<run_name>, skipping complete runs; memory is freed between members.
 
     Members with folds train their folds (only fold `fold` when given) and share runs_dir/folds.csv.
@@ -233,19 +263,21 @@ def train_plan(data_path: str | Path | None, plan: Plan, runs_dir: str | Path,
         else:
             check_run_folder(Path(runs_dir) / member.run_name, member)
     for member in members if source.is_array_cache(data_path) else members[:1]:  # a cache: each item size
-        source.require_ready(data_path, member)
+        check_data_folder(data_path, member, say)
     items = source.train_items(data_path)
     for member in members:  # a member whose bs exceeds the training split would train on nothing
         check_batches(items, member)
     results = []
-    for member in members:
+    for index, member in enumerate(members):
         out = Path(runs_dir) / member.run_name
+        if say:
+            say(f"member {index + 1} of {len(members)}: {member.run_name}")
         if member.folds:
             results += train_member(data_path, member, out, runs_dir, fold=fold, budget_gb=plan.budget_gb,
-                                    check_data=False, choose_accum=choose_accum)
+                                    check_data=False, choose_accum=choose_accum, say=say)
         elif fold is None:  # --fold trains one fold of the K-fold members; the others wait for a plain run
             results.append(train_run(data_path, member, out, budget_gb=plan.budget_gb, check_data=False,
-                                     choose_accum=choose_accum))
+                                     choose_accum=choose_accum, say=say))
         runtime.release_memory()  # train_run's learner is unreachable now; its cycles go only with a collection
     return results
 
@@ -285,7 +317,7 @@ def check_shared_folds(configs: tuple) -> None:
 def train_member(data_path: str | Path | None, config: TrainConfig, member_dir: str | Path,
                  runs_dir: str | Path | None = None, fold: int | None = None, cbs: tuple = (),
                  budget_gb: float | None = None, check_data: bool = True,
-                 choose_accum: AccumChooser | None = None) -> list:
+                 choose_accum: AccumChooser | None = None, say: Say | None = None) -> list:
     """Train a K-fold member's folds (all, or only `fold`); return each fold's result, then the member's once whole."""
     member_dir = Path(member_dir)
     runs_dir = member_dir.parent if runs_dir is None else Path(runs_dir)
@@ -297,12 +329,14 @@ def train_member(data_path: str | Path | None, config: TrainConfig, member_dir: 
     config = source.resolve_item_size(data_path, config)
     indices = check_member(member_dir, config, fold)
     if check_data:
-        source.require_ready(data_path, config)
+        check_data_folder(data_path, config, say)
     folds = ensure_folds(runs_dir, source.train_items(data_path), config.folds, config.valid_seed)
     results = []
     for i in indices:
+        if say:
+            say(f"{config.run_name}: fold {i} (of folds 0..{config.folds - 1})")
         result = train_run(data_path, config, oof.fold_dir(member_dir, i), cbs=cbs, budget_gb=budget_gb,
-                           check_data=False, choose_accum=choose_accum, split=fold_split(folds, i))
+                           check_data=False, choose_accum=choose_accum, split=fold_split(folds, i), say=say)
         results.append({**result, "run": f"{config.run_name}/{oof.fold_dir('', i)}"})
         runtime.release_memory()
     fold_dirs = [oof.fold_dir(member_dir, i) for i in range(config.folds)]

@@ -18,7 +18,7 @@ def isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(home / ".config" / "kaggle"))
     monkeypatch.setenv("TMPDIR", str(tmp_path_factory.mktemp("tmpdir")))
     for name in ("VERBOSE", "VERBOSE_OUTPUT", "KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY",
-                 "KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_API_ENVIRONMENT"):
+                 "KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_API_ENVIRONMENT", "XDG_CACHE_HOME"):
         monkeypatch.delenv(name, raising=False)
     return home
 

@@ -26,8 +26,9 @@ from paddy.vision.schedule import fit, schedule
 
 
 def _config(**changes):
+    # checkpoint_every=0: a checkpoint every epoch, so the resume tests can kill a run after its first epoch.
     base = dict(arch="resnet10t", size=32, item_size=(64, 48), bs=8, epochs=1, finetune=False, pretrained=False,
-                num_workers=0, device="cpu", tta="flip")
+                num_workers=0, device="cpu", tta="flip", checkpoint_every=0)
     return TrainConfig(**{**base, **changes})
 
 
@@ -378,6 +379,36 @@ def test_resumed_run_continues_exactly_like_an_uninterrupted_one(tiny_sample, tm
     for path in (run_folder.valid_probs_path, run_folder.test_probs_path):
         np.testing.assert_array_equal(run_folder.read_probs(path(out), vocab=vocab).probs,
                                       run_folder.read_probs(path(tmp_path / "whole"), vocab=vocab).probs)
+
+
+def _checkpoint_spy():
+    from fastai.callback.core import Callback
+
+    class CheckpointSpy(Callback):
+        order = 90  # after the run's own epoch saver
+
+        def before_fit(self):
+            self.seen = []
+
+        def after_epoch(self):
+            self.seen.append(sorted(p.name for p in (self.learn.path / run_folder.CHECKPOINTS).glob("*.pth")))
+
+    return CheckpointSpy()
+
+
+@pytest.mark.slow
+def test_checkpoints_are_written_only_when_due_and_a_run_without_one_restarts(tiny_sample, tmp_path):
+    every, spy = tmp_path / "every", _checkpoint_spy()
+    train_run(tiny_sample, _config(epochs=2, tta="none"), every, cbs=[spy])
+    assert spy.seen == [["0-train-0.pth"], ["0-train-1.pth"]]  # checkpoint_every=0: each epoch
+    short, spy = tmp_path / "short", _checkpoint_spy()
+    config = _config(epochs=2, tta="none", checkpoint_every=TrainConfig(arch="x").checkpoint_every)
+    with pytest.raises(Killed):  # the default interval: a run this short writes no checkpoint at all
+        train_run(tiny_sample, config, short, cbs=[spy, _kill_after_first_epoch()])
+    assert spy.seen == [[]] and len(read_metrics(short)) == 1
+    result = train_run(tiny_sample, config, short)  # nothing to resume from: it starts again, whole
+    assert result["resumed_from"] == [0, 0] and [r["epoch"] for r in read_metrics(short)] == [0, 1]
+    assert read_metrics(short)[1]["train_loss"] == read_metrics(every)[1]["train_loss"]
 
 
 @pytest.mark.slow

@@ -85,9 +85,9 @@ def run_sample(args):
 def run_check(args):
     """paddy check DATA: exit 0 when clean, else one line per problem and exit 2."""
     from paddy.data.array_cache import is_array_cache
-    from paddy.data.check import check_data
+    from paddy.data.verdict import check_and_remember
 
-    report = check_data(args.data, progress=sys.stdout.isatty())
+    report = check_and_remember(args.data, progress=sys.stdout.isatty())
     if report.ok:
         how = "an array cache: arrays whole, source unchanged" if is_array_cache(args.data) else "all decoded"
         print(f"{report.data}: ok ({report.n_train_images} train and {report.n_test_images} test images, {how})")

@@ -136,6 +136,9 @@ class TrainConfig:
     folds: object = None  # None: one seeded valid_pct split; K >= 2: K-fold cross-validation (paddy/data/folds.py)
     num_workers: object = None  # None: fastai's default
     device: str = "auto"
+    # Seconds between checkpoints (model + optimizer, for a resume): 0 saves every epoch. A run shorter than this
+    # writes none and a kill costs at most this much training, so short runs pay nothing and long ones stay safe.
+    checkpoint_every: float = 600.0
 
     def __post_init__(self):
         # Frozen, so normalise through object.__setattr__ once, here, and nowhere else.
@@ -181,6 +184,9 @@ class TrainConfig:
         if self.num_workers is not None:
             check_range("num_workers", self.num_workers)
         check_device(self.device)
+        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, (int, float)) \
+                or not 0 <= self.checkpoint_every < math.inf:
+            raise ConfigError(f"checkpoint_every must be seconds >= 0 (0: every epoch), got {self.checkpoint_every!r}")
 
     @property
     def micro_bs(self):

@@ -15,8 +15,8 @@ from paddy.core.config import TrainConfig
 from paddy.core.errors import DataError
 from paddy.data import array_cache, competition, folder
 from paddy.data.array_loader import array_dataloaders
-from paddy.data.check import require_valid
 from paddy.data.loaders import image_dataloaders
+from paddy.data.verdict import require_valid_once
 
 MAX_DEFAULT_SIDE = 480  # the notebooks' item size: the default never goes above it, nor above the data
 SIZE_SAMPLE = 20  # training images whose header sets a folder's default item size
@@ -46,9 +46,10 @@ def count_images(data: str | Path) -> int:
 
 def require_ready(data: str | Path, config: TrainConfig | None = None, progress: bool = False) -> None:
     """Raise one DataError line unless `data` can serve runs of `config`: a folder passes `paddy check` (every
-    image decodes), an array cache is whole, unchanged and of the config's item size and method."""
+    image decodes; remembered until a file changes), an array cache is whole, unchanged and of the config's item size
+    and method."""
     if not is_array_cache(data):
-        require_valid(data, progress=progress)
+        require_valid_once(data, progress=progress)  # not decoded again while the folder is unchanged
         return
     item = {} if config is None else {"item_size": config.item_size, "item_method": config.item_method}
     array_cache.require_cache(data, **item)

@@ -1,4 +1,4 @@
-"""Checkpoints for an exact resume: per-epoch model + optimizer, random states and fastai's fit state.
+"""Checkpoints for an exact resume: model + optimizer, random states and fastai's fit state, when one is due.
 
 Every use of fastai's internals lives in this module (the Recorder's running loss, GradientAccumulation's count,
 each DataLoader's private `rng`, `save_model`/`load_model`); tests/test_vision_checkpoint.py fails loudly when an
@@ -9,6 +9,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ STATE_SUFFIX = ".state"  # beside each checkpoint: random states and fit state, 
 
 
 class EpochSaver(Callback):
-    """After each epoch: checkpoint (model + optimizer), metrics row, progress marker, in that order."""
+    """After each epoch: the metrics row, then (when due) checkpoint (model + optimizer) and progress marker."""
 
     order = 70  # after the Recorder (50) has computed this epoch's log
 
@@ -49,31 +50,45 @@ class EpochSaver(Callback):
 
 
 class Journal:
-    """A run folder's training record: per-epoch checkpoints, metrics.csv and the progress marker."""
+    """A run folder's training record: metrics.csv every epoch; a checkpoint and the progress marker when one is due.
 
-    def __init__(self, run: str | Path, rows: tuple = (), writer: bool = True):
+    A checkpoint (model + optimizer + random and fit states) is due once `every_s` seconds have passed since the
+    last one (or since the journal began): 0 saves every epoch. A resume starts after the last checkpoint and
+    trains the later epochs again, exactly as they ran (their metrics rows are rewritten)."""
+
+    def __init__(self, run: str | Path, rows: tuple = (), every_s: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic, writer: bool = True):
         self.run, self.rows = Path(run), list(rows)
         self.writer = writer  # data-parallel: only rank 0 writes; the others read checkpoints to resume
         self.fit_state = None  # what the checkpoint resumed from carried inside its fit (see fit_state)
         self.checkpoints = self.run / run_folder.CHECKPOINTS
+        self.every_s, self.clock = every_s, clock
+        self.saved_at = clock()
 
     def callback(self, index, phase, start_epoch):
         """The fastai callback that records the epochs of one phase."""
         return [EpochSaver(self, index, phase, start_epoch)]
 
     def record(self, learn, index, phase, epoch, values, seconds):
-        """Save checkpoint and state, append the metrics row, then mark progress (a kill leaves a consistent state)."""
+        """Append the metrics row; when due, save checkpoint and state, then mark progress (a kill leaves a
+        consistent state: the marker names a complete checkpoint and how many rows it covers)."""
         if not self.writer:
             return
+        row = {"epoch": len(self.rows), "phase": phase, "phase_epoch": epoch,
+               **{k: _plain_number(v) for k, v in values.items()}, "seconds": round(seconds, 2)}
+        self.rows.append(row)
+        write_metrics(self.run, self.rows)
+        if self.clock() - self.saved_at >= self.every_s:
+            self.save(learn, index, phase, epoch)
+            self.saved_at = self.clock()
+
+    def save(self, learn, index, phase, epoch):
+        """Checkpoint `learn` after `epoch` of phase `index`, mark progress, and drop the previous checkpoint."""
         name = f"{index}-{phase}-{epoch}"
         with atomic.atomic_path(self.checkpoints / f"{name}.pth") as tmp:
             save_model(tmp, learn.model, learn.opt, with_opt=True)
         with atomic.atomic_path(self.checkpoints / f"{name}{STATE_SUFFIX}") as tmp:
             torch.save({"random": random_states(learn.dls), "fit": fit_state(learn)}, tmp)
-        row = {"epoch": len(self.rows), "phase": phase, "phase_epoch": epoch,
-               **{k: _plain_number(v) for k, v in values.items()}, "seconds": round(seconds, 2)}
-        self.rows.append(row)
-        write_metrics(self.run, self.rows)
         atomic.write_json(self.checkpoints / PROGRESS, {"phase": index, "epoch": epoch, "checkpoint": name,
                                                         "rows": len(self.rows)})
         for old in [*self.checkpoints.glob("*.pth"), *self.checkpoints.glob(f"*{STATE_SUFFIX}")]:

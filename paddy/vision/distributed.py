@@ -164,7 +164,7 @@ def train_rank(data_path: Path, config: TrainConfig, out: Path, devices: int, sy
         out.mkdir(parents=True, exist_ok=True)
         atomic.write_json(out / run_folder.CONFIG, stored_config(config, data_path))
     learn.path, learn.model_dir = out, run_folder.CHECKPOINTS
-    journal = Journal(out, writer=rank == 0)
+    journal = Journal(out, every_s=config.checkpoint_every, writer=rank == 0)
     start = journal.resume_point(learn)
     if rank:  # its own augmentations; rank 0 draws what one process would
         runtime.seed_everything(config.seed + rank)

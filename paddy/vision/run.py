@@ -77,7 +77,8 @@ def check_same_run(out: str | Path, config: TrainConfig, ignore_accum: bool = Fa
     # Device and worker count may change between attempts; "auto" accum was resolved when the run started. A
     # complete run passes `ignore_accum`: accum only splits the same effective batch, so a plan whose accum the
     # probe rewrote still skips the runs it already finished.
-    ignore = ("device", "num_workers") + (("accum",) if ignore_accum or config.accum == "auto" else ())
+    ignore = ("device", "num_workers", "checkpoint_every") + (("accum",) if ignore_accum or config.accum == "auto"
+                                                                else ())
     # A defaulted finetune takes the folder's (a run begun when pretrained=false still fine-tuned resumes so).
     ignore += ("finetune",) if config.finetune is None else ()
     saved = {**TrainConfig(arch=config.arch).to_dict(), **json.loads(stored.read_text())}  # fields added since
@@ -190,7 +191,7 @@ def _train_run_locked(data_path, config, out, cbs, budget_gb, check_data, choose
     fold = {} if split is None else {"fold": split.fold}
     atomic.write_json(out / run_folder.CONFIG, {**stored_config(config, data_path), **fold})
     learn.path, learn.model_dir = out, run_folder.CHECKPOINTS
-    journal = Journal(out)
+    journal = Journal(out, every_s=config.checkpoint_every)
     start = journal.resume_point(learn)
     if say:
         say(describe_training(config, len(dls.train.items), len(dls.valid.items), start))

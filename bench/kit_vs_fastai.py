@@ -5,13 +5,16 @@ script is the Road to the Top notebook's code (ImageDataLoaders.from_folder, vis
 get_preds on the validation and test images, a submission CSV). The kit side trains the same recipe through
 `paddy.vision.run.train_run` (in this process, like the plain function) and through the `paddy train` command
 (a fresh process, like the plain script run as `python plain.py`, so both pay interpreter start and imports).
-Rounds alternate the sides; medians are printed with kit / plain ratios. Goal: kit within 10% (ratio <= 1.10).
+The folder is checked first, as `paddy check` would be on a user's day. Rounds alternate the order of the sides;
+medians are printed with kit / plain ratios. Goal: kit within 10% (ratio <= 1.10). `--steps` also times, alone,
+each step the kit adds (imports, the check when nothing is remembered, a checkpoint, plot, export, CSVs).
 
     .venv/bin/python bench/kit_vs_fastai.py [--n-train 600] [--n-test 120] [--rounds 1] [--epochs 8]
 """
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -109,6 +112,52 @@ def one_round(data: Path, work: Path, index: int, epochs: int, workers: int) -> 
     return times
 
 
+def import_seconds(module: str) -> float:
+    """Wall time of a fresh interpreter importing `module`."""
+    return timed_process([sys.executable, "-c", f"import {module}"])
+
+
+def clock(step, *args) -> float:
+    """Seconds `step(*args)` takes."""
+    start = time.perf_counter()
+    step(*args)
+    return time.perf_counter() - start
+
+
+def kit_steps(data: Path, work: Path, epochs: int, workers: int) -> dict:
+    """Seconds of each step the kit adds to the plain recipe, measured alone (a trained-for-one-batch learner)."""
+    from paddy.core import run_folder
+    from paddy.data.check import require_valid
+    from paddy.data.folder import test_items, train_items
+    from paddy.data.loaders import image_dataloaders
+    from paddy.vision.checkpoint import Journal
+    from paddy.vision.history import plot_metrics
+    from paddy.vision.learner import build_learner
+
+    config = kit_config(1, workers)
+    items = train_items(data)
+    learn = build_learner(image_dataloaders(items.head(config.bs + 20), config), config)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1)  # one step: Adam's moments exist, so the checkpoint has its full size
+    learn.path, learn.model_dir = work / "steps", run_folder.CHECKPOINTS
+    rows = [{"epoch": e, "phase": "train", "phase_epoch": e, "train_loss": 1.0 / (e + 1), "valid_loss": 1.0,
+             "error_rate": 0.5, "seconds": 1.0} for e in range(epochs)]
+    probs, n_test = [[0.1] * 10] * len(items), len(test_items(data))
+    vocab = [f"c{i}" for i in range(10)]
+    return {
+        "imports: paddy.vision.run minus fastai.vision.all": import_seconds("paddy.vision.run")
+        - import_seconds("fastai.vision.all"),
+        "check (every image decoded)": clock(require_valid, data, None, False),
+        "one checkpoint (model + Adam + states)": clock(Journal(work / "steps").save, learn, 0, "train", 0),
+        "metrics plot": clock(plot_metrics, rows, work / "steps" / "metrics.png"),
+        "export model.pkl": clock(learn.export, work / "steps" / "model.pkl"),
+        "probability CSVs": clock(lambda: (run_folder.write_probs(work / "steps" / "v.csv", items["image_id"],
+                                                                  probs, vocab),
+                                           run_folder.write_probs(work / "steps" / "t.csv", range(n_test),
+                                                                  probs[:n_test], vocab))),
+    }
+
+
 def report(rounds: list) -> dict:
     """Median seconds per side and the two kit / plain ratios."""
     medians = {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
@@ -132,19 +181,39 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers, both sides (0: main process)")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads, both sides (1: steadier on a shared machine; 0: torch's default)")
+    parser.add_argument("--steps", action="store_true", help="also time each step the kit adds, alone")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
+    if args.threads:  # the subprocesses read it at start, like torch.set_num_threads here
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.plain:
         plain_fastai(Path(args.plain[0]), Path(args.plain[1]), args.epochs, args.workers)
         return 0
     from paddy.data.sample import make_sample
+    from paddy.data.verdict import check_and_remember
 
     with tempfile.TemporaryDirectory(prefix="paddy-bench-") as tmp:
         data = make_sample(Path(tmp) / "data", n_train=args.n_train, n_test=args.n_test, size=args.image_size)
+        # As a user's day runs `paddy check DATA` first: train then finds its clean verdict (the steps table shows
+        # what a check costs when it has none). In-process sides compare work, not imports: import both first.
+        check_and_remember(data, progress=False)
+        import fastai.vision.all  # noqa: F401
+        import paddy.vision.run  # noqa: F401
         print(f"{args.n_train} train / {args.n_test} test images {args.image_size}; {json.dumps(RECIPE)}, "
-              f"{args.epochs} epochs, workers {args.workers}", flush=True)
+              f"{args.epochs} epochs, workers {args.workers}, threads {args.threads or 'default'}", flush=True)
         rounds = [one_round(data, Path(tmp), i, args.epochs, args.workers) for i in range(args.rounds)]
+        steps = kit_steps(data, Path(tmp), args.epochs, args.workers) if args.steps else {}
     figures = report(rounds)
+    if steps:
+        print("\nsteps the kit adds, each timed alone:")
+        for name, seconds in steps.items():
+            print(f"  {name:50s} {seconds:6.2f} s")
+        figures["steps_s"] = steps
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rounds": rounds, **figures}, indent=2))
     return 0

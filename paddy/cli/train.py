@@ -82,6 +82,9 @@ def register(subparsers):
     one.add_argument("--workers", type=in_range("num_workers"),
                      help=f"DataLoader workers, {limits_text('num_workers')} (fastai's default); with --plan: for "
                           "every member")
+    one.add_argument("--checkpoint-every", type=float, metavar="SECONDS",
+                     help="seconds between checkpoints for a resume, 0: every epoch (600: a shorter run writes "
+                          "none); with --plan: for every member")
     one.add_argument("--out", help="run folder to write (with --folds: the member folder; folds.csv goes beside it)")
     one.add_argument("--devices", type=in_range("devices"), default=None,
                      help="train each run data-parallel on N processes: N GPUs, or with --device cpu N CPU processes "
@@ -165,7 +168,8 @@ def _announced_chooser():
 # Flags that define a run (argparse dests equal TrainConfig fields); plan members define their own.
 RUN_FLAGS = ("arch", "size", "item_size", "item_method", "epochs", "lr", "bs", "accum", "finetune", "pretrained",
              "seed", "valid_pct", "split_seed", "split", "targets", "target_weights", "tta")
-OVERRIDES = {"device": "device", "workers": "num_workers", "folds": "folds"}  # applied to every plan member
+# Applied to every plan member: machine settings, and the folds.
+OVERRIDES = {"device": "device", "workers": "num_workers", "checkpoint_every": "checkpoint_every", "folds": "folds"}
 SPELLING = {"finetune": "--finetune/--no-finetune", "pretrained": "--no-pretrained"}
 
 
@@ -183,7 +187,7 @@ def _plan(args):
     given = [SPELLING.get(d, "--" + d.replace("_", "-")) for d in (*RUN_FLAGS, "out") if getattr(args, d) is not None]
     if given:
         raise ConfigError(f"{', '.join(given)} cannot be combined with --plan: set them in the plan file "
-                          "(only --device, --workers and --folds apply to every member)")
+                          "(only --device, --workers, --checkpoint-every and --folds apply to every member)")
     if not (args.plan and args.runs):
         raise ConfigError("a plan run takes --plan PLAN --runs DIR")
     plan = load_plan(args.plan)

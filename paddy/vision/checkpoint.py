@@ -92,7 +92,7 @@ class Journal:
         atomic.write_json(self.checkpoints / PROGRESS, {"phase": index, "epoch": epoch, "checkpoint": name,
                                                         "rows": len(self.rows)})
         for old in [*self.checkpoints.glob("*.pth"), *self.checkpoints.glob(f"*{STATE_SUFFIX}")]:
-            if old.stem != name:  # keep only the latest: large models are ~1 GB each
+            if old.stem != name:  # keep only the latest: 2.4-3.7 GB each for the large models (README)
                 old.unlink()
 
     def resume_point(self, learn: Learner) -> tuple[int, int]:

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
+from fastai.imports import noop  # fastai.learner.no_logging sets this one, not fastcore's
 from fastai.learner import Learner
-from fastcore.basics import noop
 from fastprogress import fastprogress
 
 MIN_WIDTH = 8  # fastai's table pads every column name to at least this

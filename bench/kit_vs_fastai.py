@@ -203,6 +203,7 @@ def main(argv=None):
         # what a check costs when it has none). In-process sides compare work, not imports: import both first.
         check_and_remember(data, progress=False)
         import fastai.vision.all  # noqa: F401
+
         import paddy.vision.run  # noqa: F401
         print(f"{args.n_train} train / {args.n_test} test images {args.image_size}; {json.dumps(RECIPE)}, "
               f"{args.epochs} epochs, workers {args.workers}, threads {args.threads or 'default'}", flush=True)

@@ -145,3 +145,16 @@ def test_dataloaders_two_targets(tiny_sample):
     damaged.loc[3, "variety"] = None
     with pytest.raises(DataError, match="no variety"):
         image_dataloaders(damaged, config)
+
+
+def test_an_array_cache_splits_as_its_source_folder(tiny_sample, tmp_path):
+    from paddy.data import source
+    from paddy.data.array_cache import write_array_cache
+
+    cache = tmp_path / "cache"
+    write_array_cache(tiny_sample, cache, (32, 32), "squish", workers=1)
+    for split in ("hash", "random"):
+        config = _config(item_size=(32, 32), split=split, split_seed=5)
+        from_cache = source.dataloaders(cache, source.train_items(cache), config)
+        from_folder = image_dataloaders(train_items(tiny_sample), config)
+        assert set(from_cache.valid.items["image_id"]) == set(from_folder.valid.items["image_id"]), split

@@ -28,3 +28,12 @@ def test_cli_sample_takes_a_competition(tmp_path, capsys):
     assert main(["sample", str(out), "--n-train", "12", "--n-test", "2", "--size", "24x32",
                  "--competition", "my-comp"]) == 0
     assert folder_competition(out) == "my-comp"
+
+
+def test_an_array_cache_reads_its_competition_from_its_source(tmp_path):
+    from paddy.data.array_cache import write_array_cache
+
+    data = make_sample(tmp_path / "data", n_train=12, n_test=3, size=(24, 32), competition_slug="cache-comp")
+    cache = tmp_path / "cache"
+    write_array_cache(data, cache, (16, 16), "squish", workers=1)
+    assert folder_competition(cache) == "cache-comp"

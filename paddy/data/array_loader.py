@@ -3,7 +3,7 @@
 No PIL and no per-item Python work: the batch's rows are read in one indexing call, handed to the device as
 uint8, and everything else runs there as batch transforms, the same ones the JPEG path uses (`IntToFloatTensor`,
 fastai's `aug_transforms`, and the `Normalize` that `vision_learner` adds for pretrained models). The split
-(`valid_mask`), the vocabs (`target_vocabs`) and the batch size are the JPEG path's, so `build_learner`, `fit`,
+(`split_mask`), the vocabs (`target_vocabs`) and the batch size are the JPEG path's, so `build_learner`, `fit`,
 `predict`, TTA and `test_dl` work unchanged.
 
 What differs from the JPEG path:
@@ -38,7 +38,7 @@ from paddy.core import runtime
 from paddy.core.config import TrainConfig
 from paddy.core.errors import DataError
 from paddy.data.array_cache import cache_items, open_array, require_cache
-from paddy.data.folder import require_targets, target_vocabs, valid_mask
+from paddy.data.folder import require_targets, split_mask, target_vocabs
 
 
 class ArrayItems:
@@ -188,7 +188,8 @@ def array_dataloaders(cache: str | Path, items: pd.DataFrame, config: TrainConfi
     require_cache(cache, item_size=config.item_size, item_method=config.item_method, check_source=False)
     require_targets(items, config.targets, where="training items")
     if valid_ids is None:
-        is_valid = np.asarray(valid_mask(items["image_id"], config.valid_pct, config.valid_seed))
+        is_valid = np.asarray(split_mask(list(items["image_id"]), config.valid_pct, config.valid_seed,
+                                         config.split))
     else:
         is_valid = items["image_id"].astype(str).isin(valid_ids).to_numpy()
     if is_valid.all() or not is_valid.any():

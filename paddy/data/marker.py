@@ -2,7 +2,7 @@
 
 Today that is the Kaggle competition it holds (`competition`), which the submissions log records. `paddy sample`
 writes it; `paddy ensemble --competition SLUG` (or `paddy sample --competition`) names it for a folder that has
-none. A resized copy (`paddy resize`) names its source in its own marker, and the competition is read from there.
+none. A cache (`paddy resize`, JPEG or array) names its source folder, and the competition is read from there.
 """
 
 import json
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from paddy.core import atomic
 from paddy.data import competition
+from paddy.data.array_cache import MANIFEST as ARRAY_MANIFEST  # an array cache's manifest names its source
 from paddy.data.resize import MARKER as RESIZE_MARKER  # a resized copy's marker names its source folder
 
 MARKER = ".paddy.json"
@@ -41,7 +42,7 @@ def folder_competition(data: str | Path | None) -> str:
             return slug
         if path.resolve() == (Path(competition.KAGGLE_INPUT) / competition.COMPETITION).resolve():
             return competition.COMPETITION  # the real competition's input folder in a kernel (read-only)
-        source = read_marker(path, RESIZE_MARKER).get("source")
+        source = read_marker(path, RESIZE_MARKER).get("source") or read_marker(path, ARRAY_MANIFEST).get("source")
         if not isinstance(source, str) or not source:
             return ""
         path = Path(source)

@@ -54,3 +54,14 @@ def test_train_prints_steps_and_the_epoch_table_without_bar_characters(tiny_samp
     assert lines[2].startswith("training resnet10t-squish64x48-32x32: resnet10t, 1 epochs, 96 train / 24 valid")
     assert lines[3].split() == ["epoch", "train_loss", "valid_loss", "error_rate", "time"]
     assert lines[4].split()[0] == "0" and lines[5].startswith("predicting")
+
+
+def test_check_and_resize_say_what_they_do_before_the_work_in_a_log(tiny_sample, tmp_path, capsys):
+    assert main(["check", str(tiny_sample)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"checking {tiny_sample} (136 images)..." and "ok" in lines[1]
+    out = tmp_path / "small"
+    assert main(["resize", str(tiny_sample), str(out), "--max-size", "32", "--workers", "1"]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0] == f"writing a jpeg cache of {tiny_sample} into {out}..."
+    assert not any(c in text for c in BAR_CHARACTERS)

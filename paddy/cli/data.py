@@ -85,8 +85,12 @@ def run_sample(args):
 def run_check(args):
     """paddy check DATA: exit 0 when clean, else one line per problem and exit 2."""
     from paddy.data.array_cache import is_array_cache
+    from paddy.data.folder import count_images
     from paddy.data.verdict import check_and_remember
 
+    if not sys.stdout.isatty():  # a terminal shows a bar; a log gets what is happening before the minute it takes
+        what = "an array cache" if is_array_cache(args.data) else f"{count_images(args.data)} images"
+        print(f"checking {args.data} ({what})...", flush=True)
     report = check_and_remember(args.data, progress=sys.stdout.isatty())
     if report.ok:
         how = "an array cache: arrays whole, source unchanged" if is_array_cache(args.data) else "all decoded"
@@ -101,6 +105,8 @@ def run_resize(args):
     """paddy resize DATA OUT --max-size N, or DATA OUT --format array --item-size H,W [--item-method M]."""
     from paddy.core.errors import ConfigError
 
+    if not sys.stdout.isatty():  # a terminal shows a bar; a log says what the next minutes are spent on
+        print(f"writing a {args.format} cache of {args.data} into {args.out}...", flush=True)
     if args.format == "array":
         from paddy.data.array_cache import write_array_cache
 

@@ -153,10 +153,12 @@ def run_train(args):
 
 
 def _announced_chooser():
-    """The probe's accum chooser, printing each choice and how it was made (measured on CUDA, else estimated)."""
-    from paddy.probe.run import ESTIMATED, choose_accum, uses_estimate
+    """The probe's accum chooser, printing each choice and how it was made (measured on CUDA, else estimated);
+    the probe is imported only when a run asks for accum "auto"."""
 
     def choose(data, config, budget_gb):
+        from paddy.probe.run import ESTIMATED, choose_accum, uses_estimate
+
         accum = choose_accum(data, config, budget_gb)
         how = ESTIMATED if uses_estimate(config.device) else "measured"
         print(f"{config.run_name}: accum auto -> {accum} for a {budget_gb:g} GB budget ({how})", flush=True)

@@ -105,8 +105,6 @@ def run_resize(args):
     """paddy resize DATA OUT --max-size N, or DATA OUT --format array --item-size H,W [--item-method M]."""
     from paddy.core.errors import ConfigError
 
-    if not sys.stdout.isatty():  # a terminal shows a bar; a log says what the next minutes are spent on
-        print(f"writing a {args.format} cache of {args.data} into {args.out}...", flush=True)
     if args.format == "array":
         from paddy.data.array_cache import write_array_cache
 

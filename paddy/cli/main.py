@@ -77,8 +77,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     # Said by a dependency on every import, about nothing a user of the command can change.
     warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
-    if getattr(args, "announce", None):  # a command whose imports take seconds says so before they start
-        print(args.announce, flush=True)
     from paddy.core.runtime import progress_bars  # torch and fastprogress: only once a command runs, not for --help
 
     try:

@@ -78,7 +78,7 @@ def register(subparsers):
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     p.add_argument("--no-subprocess", dest="subprocess", action="store_false",
                    help="run every try in this process (faster start; memory may leak between models)")
-    p.set_defaults(func=run_probe, announce="loading torch, fastai and timm...")
+    p.set_defaults(func=run_probe)
 
 
 def run_probe(args):

@@ -12,7 +12,7 @@ import torch
 from paddy.core.config import TrainConfig
 from paddy.core.errors import ConfigError
 from paddy.data import source
-from paddy.data.folder import target_vocabs, valid_mask
+from paddy.data.folder import split_mask, target_vocabs
 from paddy.probe.calibrate import append_rows, calibration_path
 from paddy.probe.estimate import trace_schedule
 from paddy.probe.run import estimate_probe, probe_configs
@@ -73,7 +73,8 @@ def calibration_rows(data, configs, measured, max_images=None):
             continue
         config = probe_config(first[(result.arch, result.size)], result.accum)
         chosen = probe_items(items, config, max_images)
-        train = len(chosen) - sum(valid_mask(chosen["image_id"], config.valid_pct, config.valid_seed))
+        train = len(chosen) - sum(split_mask(list(chosen["image_id"]), config.valid_pct, config.valid_seed,
+                                             config.split))
         traced = trace_schedule(config, vocabs, train // config.micro_bs)
         rows.append({"arch": result.arch, "size": result.size, "item_size": list(config.item_size),
                      "accum": result.accum, "micro_bs": result.micro_bs, "train_images": int(train),

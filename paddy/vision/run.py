@@ -124,16 +124,17 @@ def resumed_item_size(out: str | Path, config: TrainConfig) -> TrainConfig:
 
 def prepare_run(data_path: Path, config: TrainConfig, out: str | Path, check_data: bool = True,
                 say: Say | None = None) -> pd.DataFrame:
-    """Check everything a run needs before any file is written; return the training items."""
+    """Check everything a run needs before any file is written; return the training items. The cheap checks come
+    first: a refused run says one line and nothing else, before the long data check says it has started."""
     check_arch(config.arch)
     check_run_folder(out, config)
-    if check_data:
-        check_data_folder(data_path, config, say)
     folder.read_train_csv(data_path, targets=config.targets)  # an array cache carries a copy of train.csv
     items = source.train_items(data_path)
     if source.test_items(data_path).empty:
         raise ConfigError(f"{data_path} has no test images to predict; run paddy check {data_path}")
     check_batches(items, config)
+    if check_data:
+        check_data_folder(data_path, config, say)
     return items
 
 
@@ -263,11 +264,11 @@ def train_plan(data_path: str | Path | None, plan: Plan, runs_dir: str | Path,
             check_member(Path(runs_dir) / member.run_name, member, fold)
         else:
             check_run_folder(Path(runs_dir) / member.run_name, member)
-    for member in members if source.is_array_cache(data_path) else members[:1]:  # a cache: each item size
-        check_data_folder(data_path, member, say)
     items = source.train_items(data_path)
     for member in members:  # a member whose bs exceeds the training split would train on nothing
         check_batches(items, member)
+    for member in members if source.is_array_cache(data_path) else members[:1]:  # a cache: each item size
+        check_data_folder(data_path, member, say)
     results = []
     for index, member in enumerate(members):
         out = Path(runs_dir) / member.run_name

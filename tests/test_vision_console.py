@@ -61,3 +61,17 @@ def test_check_says_what_it_does_before_the_work_in_a_log(tiny_sample, capsys):
     lines = text.splitlines()
     assert lines[0] == f"checking {tiny_sample} (136 images)..." and "ok" in lines[1]
     assert not any(c in text for c in BAR_CHARACTERS)
+
+
+@pytest.mark.slow
+def test_a_library_run_into_a_log_prints_the_table_and_no_bars(tiny_sample, tmp_path, capsys):
+    # A lane's process or a script with stdout in a file: fastprogress would take it for a terminal.
+    from paddy.core.config import TrainConfig
+    from paddy.vision.run import train_run
+
+    config = TrainConfig(arch="resnet10t", size=32, item_size=(64, 48), bs=8, epochs=1, pretrained=False,
+                         num_workers=0, device="cpu", tta="none")
+    train_run(tiny_sample, config, tmp_path / "run")
+    text = capsys.readouterr().out
+    assert not any(c in text for c in BAR_CHARACTERS)
+    assert text.splitlines()[0].split() == ["epoch", "train_loss", "valid_loss", "error_rate", "time"]

@@ -6,6 +6,7 @@ Where bars are off, the learner trains without fastai's ProgressCallback and `Ep
 """
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterator
 
 from fastai.callback.core import Callback
@@ -18,8 +19,11 @@ MIN_WIDTH = 8  # fastai's table pads every column name to at least this
 
 
 def bars_shown() -> bool:
-    """Whether fastprogress draws bars here: a terminal or notebook, and bars not turned off (runtime.progress_bars)."""
-    return bool(fastprogress.printing())
+    """Whether bars belong here: not turned off (runtime.progress_bars), and a notebook or a terminal; fastprogress's
+    own test takes any stdout for a terminal (it checks that `isatty` exists, not what it says), so a lane's log or
+    a library call with stdout in a file would fill with bars."""
+    interactive = fastprogress.IN_NOTEBOOK or (hasattr(sys.stdout, "isatty") and sys.stdout.isatty())
+    return bool(fastprogress.printing()) and bool(interactive)
 
 
 class EpochTable(Callback):

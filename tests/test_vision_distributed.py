@@ -87,7 +87,7 @@ def test_a_killed_data_parallel_run_resumes(tiny_sample, tmp_path):
 
     out = tmp_path / "run"
     command = [sys.executable, "-m", "paddy.cli.main", "train", str(tiny_sample), *TINY, "--epochs", "4",
-               "--devices", "2", "--out", str(out)]
+               "--devices", "2", "--checkpoint-every", "0", "--out", str(out)]  # a checkpoint every epoch
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     first = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)

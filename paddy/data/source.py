@@ -4,12 +4,10 @@ Train, probe and the kernels call these instead of choosing themselves: the item
 before a run, the DataLoaders, the item size a run defaults to, and the record of the source in config.json.
 """
 
-import collections
 from pathlib import Path
 
 import pandas as pd
 from fastai.data.core import DataLoaders
-from PIL import Image
 
 from paddy.core.config import TrainConfig
 from paddy.core.errors import DataError
@@ -70,17 +68,10 @@ def data_item_size(data: str | Path) -> tuple:
     if is_array_cache(data):
         return tuple(array_cache.read_manifest(data)["item_size"])
     paths = sorted((Path(data) / competition.TRAIN_IMAGES).glob("*/*"))[:SIZE_SAMPLE]
-    sizes = collections.Counter()
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                sizes[image.size] += 1
-        except (OSError, SyntaxError, ValueError):
-            continue  # `paddy check` names it; the size comes from the others
-    if not sizes:
-        raise DataError(f"no readable training image in {data} to take the item size from: run paddy check {data}, "
+    if not paths:
+        raise DataError(f"no training image in {data} to take the item size from: run paddy check {data}, "
                         "or give --item-size")
-    width, height = sizes.most_common(1)[0][0]
+    width, height = array_cache.reference_size(paths)  # unreadable ones skipped: `paddy check` names them
     return min(height, MAX_DEFAULT_SIDE), min(width, MAX_DEFAULT_SIDE)
 
 

@@ -114,7 +114,7 @@ def test_new_models_train_score_and_recommend(trained, capsys, kind):
                           "Toy=1")
     assert code == 0 and "fold-in of 2 rating(s) for a new user" in text and "'Toy' taken as Toy Story (1995)" in text
     if kind == "blend":
-        assert set(metrics["blend"]["weights"]) == {"autorec", "svdpp", "bias", "intercept"}
+        assert set(metrics["blend"]["weights"]) == {"autorec", "svdpp", "bias", "nn", "dot", "intercept"}
 
 
 def test_similar_says_what_it_ranks_by_per_model(trained, capsys):

@@ -98,9 +98,9 @@ def _add_train_flags(parser):
     model.add_argument("--opt", default="fused", choices=("fused", "fastai"),
                        help="fused (torch's one-kernel AdamW, same update) or fastai (fastai's Adam)")
     model.add_argument("--bs", type=positive_int, default=None, help="batch size (default: the recipe's)")
-    model.add_argument("--members", type=_members, default=("autorec", "svdpp", "bias"),
-                       help="a blend's members, comma-separated (default: autorec,svdpp,bias), each with its own "
-                            "fast recipe")
+    model.add_argument("--members", type=_members, default=None,
+                       help="a blend's members, comma-separated (default: autorec,svdpp,bias,nn,dot), each with "
+                            "its own fast recipe")
     model.add_argument("--blend-pct", type=positive_float, default=0.1,
                        help="share of the training ratings held out to fit the blend's weights (default 0.1)")
     model.add_argument("--seed", type=int, default=42)
@@ -156,8 +156,8 @@ def train_command(args):
     config = CollabConfig(kind=args.kind, recipe=args.recipe, factors=args.factors, epochs=args.epochs, lr=args.lr,
                           wd=args.wd, wd_mode=args.wd_mode, bs=args.bs, seed=args.seed, y_range=args.y_range,
                           layers=args.layers, threads=args.threads, valid_pct=args.valid_pct, split=args.split,
-                          device=resolve_device(args.device), opt=args.opt, members=args.members,
-                          blend_pct=args.blend_pct)
+                          device=resolve_device(args.device), opt=args.opt, blend_pct=args.blend_pct,
+                          **({"members": args.members} if args.members else {}))
     report = run_collab(config, args.data, args.out, args.kfold, (args.user_col, args.item_col, args.rating_col),
                         progress=not args.quiet)
     print(format_report(report))

@@ -50,3 +50,13 @@ def tiny_sample(tmp_path_factory):
     from paddy.data.sample import make_sample
 
     return make_sample(tmp_path_factory.mktemp("tiny_sample") / "data", n_train=120, n_test=16, size=(48, 64))
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tiny_sample, tmp_path_factory):
+    """The tiny sample cached at 40x32 squish (paddy resize --format array), once; copy it before damaging it."""
+    from paddy.data.array_cache import write_array_cache
+
+    out = tmp_path_factory.mktemp("array") / "cache"
+    write_array_cache(tiny_sample, out, (40, 32), "squish", workers=1, progress=False)
+    return out

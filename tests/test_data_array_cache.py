@@ -14,14 +14,6 @@ from paddy.data import array_cache
 METHODS = {"squish": ResizeMethod.Squish, "crop": ResizeMethod.Crop, "pad": ResizeMethod.Pad}
 
 
-@pytest.fixture(scope="module")
-def cache(tiny_sample, tmp_path_factory):
-    """The tiny sample (48x64 images) cached at 40x32 squish, once for the module; copy it before damaging it."""
-    out = tmp_path_factory.mktemp("array") / "cache"
-    array_cache.write_array_cache(tiny_sample, out, (40, 32), "squish", workers=1, progress=False)
-    return out
-
-
 def _centre(stored, item_hw):
     top, left = (stored.shape[0] - item_hw[0]) // 2, (stored.shape[1] - item_hw[1]) // 2
     return stored[top:top + item_hw[0], left:left + item_hw[1]].astype(int)
@@ -32,24 +24,24 @@ def _fastai(path, item_hw, method):
     return np.asarray(Resize(item_hw, METHODS[method])(PILImage.create(path), split_idx=1)).astype(int)
 
 
-def test_files_shapes_index_and_manifest(tiny_sample, cache):
-    info = json.loads((cache / array_cache.MANIFEST).read_text())
+def test_files_shapes_index_and_manifest(tiny_sample, tiny_cache):
+    info = json.loads((tiny_cache / array_cache.MANIFEST).read_text())
     assert (info["format"], info["version"], info["source"]) == (array_cache.FORMAT, 1, str(tiny_sample.resolve()))
     assert (info["item_size"], info["item_method"], info["stored_size"]) == ([40, 32], "squish", [40, 32])
-    train, test = np.load(cache / "train.npy", mmap_mode="r"), np.load(cache / "test.npy", mmap_mode="r")
+    train, test = np.load(tiny_cache / "train.npy", mmap_mode="r"), np.load(tiny_cache / "test.npy", mmap_mode="r")
     assert (train.shape, test.shape, train.dtype) == ((120, 40, 32, 3), (16, 40, 32, 3), np.uint8)
-    assert info["arrays"]["train"]["bytes"] == (cache / "train.npy").stat().st_size
-    items = array_cache.cache_items(cache, "train")
+    assert info["arrays"]["train"]["bytes"] == (tiny_cache / "train.npy").stat().st_size
+    items = array_cache.cache_items(tiny_cache, "train")
     assert list(items.columns) == ["image_id", "label", "variety", "age", "row"]
     assert list(items["row"]) == list(range(120)) and items["image_id"].is_monotonic_increasing
-    assert list(array_cache.cache_items(cache, "test")["image_id"])[:2] == ["200001.jpg", "200002.jpg"]
-    assert (cache / "train.csv").read_bytes() == (tiny_sample / "train.csv").read_bytes()
-    assert (cache / "sample_submission.csv").is_file() and array_cache.is_array_cache(cache)
+    assert list(array_cache.cache_items(tiny_cache, "test")["image_id"])[:2] == ["200001.jpg", "200002.jpg"]
+    assert (tiny_cache / "train.csv").read_bytes() == (tiny_sample / "train.csv").read_bytes()
+    assert (tiny_cache / "sample_submission.csv").is_file() and array_cache.is_array_cache(tiny_cache)
 
 
-def test_rows_are_fastai_resize_of_their_image(tiny_sample, cache):
-    items = array_cache.cache_items(cache, "train")
-    train = np.load(cache / "train.npy", mmap_mode="r")
+def test_rows_are_fastai_resize_of_their_image(tiny_sample, tiny_cache):
+    items = array_cache.cache_items(tiny_cache, "train")
+    train = np.load(tiny_cache / "train.npy", mmap_mode="r")
     for row in (0, 57, 119):
         image_id, label = items.loc[row, ["image_id", "label"]]
         path = tiny_sample / "train_images" / label / image_id
@@ -79,21 +71,21 @@ def test_stored_size_adds_the_window_range_evenly():
     assert array_cache.stored_size((480, 640), (224, 224), "pad") == (224, 280)  # the image moves sideways
 
 
-def test_rerun_is_up_to_date_and_writes_nothing(tiny_sample, cache):
-    before = (cache / "train.npy").stat().st_mtime_ns
-    summary = array_cache.write_array_cache(tiny_sample, cache, (40, 32), "squish", workers=1, progress=False)
-    assert summary.up_to_date and (cache / "train.npy").stat().st_mtime_ns == before
+def test_rerun_is_up_to_date_and_writes_nothing(tiny_sample, tiny_cache):
+    before = (tiny_cache / "train.npy").stat().st_mtime_ns
+    summary = array_cache.write_array_cache(tiny_sample, tiny_cache, (40, 32), "squish", workers=1, progress=False)
+    assert summary.up_to_date and (tiny_cache / "train.npy").stat().st_mtime_ns == before
     assert "up to date" in summary.describe()
 
 
-def test_parallel_workers_write_the_same_arrays(tiny_sample, cache, tmp_path):
+def test_parallel_workers_write_the_same_arrays(tiny_sample, tiny_cache, tmp_path):
     array_cache.write_array_cache(tiny_sample, tmp_path / "c", (40, 32), "squish", workers=2, progress=False)
     for split in array_cache.SPLITS:
-        assert np.array_equal(np.load(tmp_path / "c" / f"{split}.npy"), np.load(cache / f"{split}.npy"))
+        assert np.array_equal(np.load(tmp_path / "c" / f"{split}.npy"), np.load(tiny_cache / f"{split}.npy"))
 
 
-def test_truncated_array_is_refused(cache, tmp_path):
-    copy = shutil.copytree(cache, tmp_path / "c")
+def test_truncated_array_is_refused(tiny_cache, tmp_path):
+    copy = shutil.copytree(tiny_cache, tmp_path / "c")
     with open(copy / "train.npy", "r+b") as handle:
         handle.truncate((copy / "train.npy").stat().st_size - 100)
     with pytest.raises(DataError, match=r"train.npy is \d+ bytes, the manifest says \d+ bytes \(truncated"):
@@ -116,21 +108,21 @@ def test_changed_source_is_refused(tiny_sample, tmp_path):
     array_cache.require_cache(tmp_path / "c")
 
 
-def test_other_item_size_or_method_is_refused_in_one_line(cache):
+def test_other_item_size_or_method_is_refused_in_one_line(tiny_cache):
     with pytest.raises(DataError, match="holds items of 40x32, the run asks for 64x64: train with --item-size 40,32"):
-        array_cache.require_cache(cache, item_size=(64, 64))
+        array_cache.require_cache(tiny_cache, item_size=(64, 64))
     with pytest.raises(DataError, match="holds squish items, the run asks for crop"):
-        array_cache.require_cache(cache, item_method="crop")
+        array_cache.require_cache(tiny_cache, item_method="crop")
     with pytest.raises(DataError, match=r"\(and 1 more\)"):
-        array_cache.require_cache(cache, item_size=(64, 64), item_method="crop")
+        array_cache.require_cache(tiny_cache, item_size=(64, 64), item_method="crop")
 
 
-def test_cache_of_another_folder_is_refused(tiny_sample, cache, tmp_path):
+def test_cache_of_another_folder_is_refused(tiny_sample, tiny_cache, tmp_path):
     with pytest.raises(DataError, match=f"is a cache of {tiny_sample.resolve()}, not"):
-        array_cache.require_cache(cache, source=tmp_path)
+        array_cache.require_cache(tiny_cache, source=tmp_path)
     other = shutil.copytree(tiny_sample, tmp_path / "other")
     with pytest.raises(DataError, match=f"is an array cache of {tiny_sample.resolve()}, not {other.resolve()}"):
-        array_cache.write_array_cache(other, cache, (40, 32), "squish", workers=1, progress=False)
+        array_cache.write_array_cache(other, tiny_cache, (40, 32), "squish", workers=1, progress=False)
 
 
 def test_failed_write_leaves_no_half_cache(tiny_sample, tmp_path):
@@ -143,8 +135,8 @@ def test_failed_write_leaves_no_half_cache(tiny_sample, tmp_path):
     assert not (tmp_path / "out").exists()  # no cache, no temporary folder, and the folder made for its lock gone
 
 
-def test_remade_cache_replaces_the_old_one(tiny_sample, cache, tmp_path):
-    copy = shutil.copytree(cache, tmp_path / "c")
+def test_remade_cache_replaces_the_old_one(tiny_sample, tiny_cache, tmp_path):
+    copy = shutil.copytree(tiny_cache, tmp_path / "c")
     summary = array_cache.write_array_cache(tiny_sample, copy, (24, 24), "crop", workers=1, progress=False)
     assert (summary.item_size, summary.stored_size, summary.up_to_date) == ((24, 24), (32, 24), False)
     assert np.load(copy / "train.npy").shape == (120, 32, 24, 3)

@@ -18,18 +18,11 @@ def _config(**changes):
 
 
 @pytest.fixture(scope="module")
-def cache(tiny_sample, tmp_path_factory):
-    out = tmp_path_factory.mktemp("array") / "cache"
-    array_cache.write_array_cache(tiny_sample, out, (40, 32), "squish", workers=1, progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
-def both(tiny_sample, cache):
+def both(tiny_sample, tiny_cache):
     """(JPEG-path DataLoaders, array-cache DataLoaders) for the same config."""
     config = _config()
     return (loaders.image_dataloaders(folder.train_items(tiny_sample), config),
-            array_loader.array_dataloaders(cache, array_cache.cache_items(cache, "train"), config))
+            array_loader.array_dataloaders(tiny_cache, array_cache.cache_items(tiny_cache, "train"), config))
 
 
 def _described(batch):
@@ -61,10 +54,10 @@ def test_training_batches_have_the_jpeg_paths_shapes_and_augmentation(both):
     assert names[2:] == [type(t).__name__ for t in jpeg.train.after_batch.fs][1:]  # the same aug_transforms
 
 
-def test_test_dl_reads_the_test_array_by_image_id(tiny_sample, cache, both):
+def test_test_dl_reads_the_test_array_by_image_id(tiny_sample, tiny_cache, both):
     jpeg, array = both
     jb = jpeg.test_dl(folder.test_items(tiny_sample)).one_batch()
-    ab = array.test_dl(array_cache.cache_items(cache, "test")).one_batch()
+    ab = array.test_dl(array_cache.cache_items(tiny_cache, "test")).one_batch()
     assert len(ab) == len(jb) == 1 and torch.equal(ab[0], jb[0])
     ids = ["200003.jpg", "200001.jpg"]  # any order, plain ids too
     assert torch.equal(array.test_dl(ids).one_batch()[0], jb[0][[2, 0]])
@@ -72,10 +65,10 @@ def test_test_dl_reads_the_test_array_by_image_id(tiny_sample, cache, both):
         array.test_dl(["nope.jpg"])
 
 
-def test_workers_yield_the_same_batches(cache):
-    items = array_cache.cache_items(cache, "train")
-    one = array_loader.array_dataloaders(cache, items, _config())
-    two = array_loader.array_dataloaders(cache, items, _config(num_workers=2))
+def test_workers_yield_the_same_batches(tiny_cache):
+    items = array_cache.cache_items(tiny_cache, "train")
+    one = array_loader.array_dataloaders(tiny_cache, items, _config())
+    two = array_loader.array_dataloaders(tiny_cache, items, _config(num_workers=2))
     assert all(torch.equal(a[0], b[0]) for a, b in zip(one.valid, two.valid, strict=True))
 
 
@@ -85,9 +78,10 @@ def test_a_pickled_dataset_carries_no_pixels(both):
     assert len(pickle.dumps(dataset)) < 40 * 32 * 3 * 10
 
 
-def test_refuses_a_cache_of_another_item_size(cache):
+def test_refuses_a_cache_of_another_item_size(tiny_cache):
     with pytest.raises(DataError, match="holds items of 40x32, the run asks for 48x48"):
-        array_loader.array_dataloaders(cache, array_cache.cache_items(cache, "train"), _config(item_size=(48, 48)))
+        array_loader.array_dataloaders(tiny_cache, array_cache.cache_items(tiny_cache, "train"),
+                                       _config(item_size=(48, 48)))
 
 
 def test_window_crop_draws_per_item_in_training_and_centres_otherwise():

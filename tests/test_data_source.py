@@ -12,7 +12,7 @@ from paddy.core import run_folder
 from paddy.core.config import TrainConfig
 from paddy.core.errors import DataError
 from paddy.core.plan import Plan
-from paddy.data import array_cache, folder, source
+from paddy.data import folder, source
 from paddy.data.sample import make_sample
 from paddy.probe.run import run_probe
 from paddy.vision.run import train_plan, train_run
@@ -24,27 +24,20 @@ def _config(**changes):
     return TrainConfig(**{**base, **changes})
 
 
-@pytest.fixture(scope="module")
-def cache(tiny_sample, tmp_path_factory):
-    out = tmp_path_factory.mktemp("array") / "cache"
-    array_cache.write_array_cache(tiny_sample, out, (40, 32), "squish", workers=1, progress=False)
-    return out
-
-
-def test_item_size_defaults_from_the_data_never_above_it(tiny_sample, cache, tmp_path):
+def test_item_size_defaults_from_the_data_never_above_it(tiny_sample, tiny_cache, tmp_path):
     assert TrainConfig(arch="resnet10t").item_size is None
     assert TrainConfig(arch="resnet10t").run_name == "resnet10t-squishauto-224x224"
-    assert source.data_item_size(cache) == (40, 32)  # the cache's own
+    assert source.data_item_size(tiny_cache) == (40, 32)  # the cache's own
     assert source.data_item_size(tiny_sample) == (64, 48)  # 48x64 images: their size, not 480
     big = make_sample(tmp_path / "big", n_train=12, n_test=2, size=(600, 720))
     assert source.data_item_size(big) == (480, 480)  # the notebooks' 480 at most
-    assert source.resolve_item_size(cache, _config(item_size=None)).item_size == (40, 32)
-    assert source.resolve_item_size(cache, _config(item_size=(8, 8))).item_size == (8, 8)  # given: kept
+    assert source.resolve_item_size(tiny_cache, _config(item_size=None)).item_size == (40, 32)
+    assert source.resolve_item_size(tiny_cache, _config(item_size=(8, 8))).item_size == (8, 8)  # given: kept
 
 
-def test_train_from_the_array_cache_writes_a_complete_run_folder(tiny_sample, cache, tmp_path):
+def test_train_from_the_array_cache_writes_a_complete_run_folder(tiny_sample, tiny_cache, tmp_path):
     out = tmp_path / "run"
-    result = train_run(cache, _config(item_size=None, targets=("label", "variety")), out)
+    result = train_run(tiny_cache, _config(item_size=None, targets=("label", "variety")), out)
     for name in (run_folder.CONFIG, run_folder.METRICS, run_folder.PLOT, run_folder.MODEL, run_folder.VOCAB,
                  run_folder.RESULT):
         assert (out / name).is_file(), name
@@ -59,14 +52,14 @@ def test_train_from_the_array_cache_writes_a_complete_run_folder(tiny_sample, ca
     stored = json.loads((out / run_folder.CONFIG).read_text())
     assert stored["item_size"] == [40, 32] and stored["run_name"] == result["run"]
     assert stored["source"]["kind"] == "array-cache" and stored["source"]["source"] == str(tiny_sample.resolve())
-    assert train_run(cache, _config(item_size=None, targets=("label", "variety")), out)["skipped"] is True
+    assert train_run(tiny_cache, _config(item_size=None, targets=("label", "variety")), out)["skipped"] is True
 
 
-def test_a_run_at_another_item_size_is_refused_and_writes_nothing(cache, tmp_path):
+def test_a_run_at_another_item_size_is_refused_and_writes_nothing(tiny_cache, tmp_path):
     with pytest.raises(DataError, match="holds items of 40x32, the run asks for 64x48"):
-        train_run(cache, _config(item_size=(64, 48)), tmp_path / "run")
+        train_run(tiny_cache, _config(item_size=(64, 48)), tmp_path / "run")
     with pytest.raises(DataError, match="holds squish items, the run asks for crop"):
-        train_plan(cache, _plan(_config(item_size=None), _config(item_method="crop")), tmp_path / "runs")
+        train_plan(tiny_cache, _plan(_config(item_size=None), _config(item_method="crop")), tmp_path / "runs")
     assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
 
 
@@ -74,8 +67,8 @@ def _plan(*members):
     return Plan(members=members)
 
 
-def test_probe_reads_the_array_cache(cache):
-    report = run_probe(cache, [_config(item_size=None, bs=8)], budget_gb=64, use_subprocess=False, max_images=12,
+def test_probe_reads_the_array_cache(tiny_cache):
+    report = run_probe(tiny_cache, [_config(item_size=None, bs=8)], budget_gb=64, use_subprocess=False, max_images=12,
                        progress=False, device="cpu")
     assert report.chosen[_config(item_size=None, bs=8).run_name] == 1
 

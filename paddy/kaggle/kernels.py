@@ -157,20 +157,25 @@ def _script(kind, title, body, kit, data, gpus=0):
     return doc + _IMPORTS + values + _INSTALL + "\n" + body
 
 
-def probe_script(title: str, plan: Plan, kit: str, data: str, gpus: int = 0) -> str:
-    """Script of the probe kernel: peak memory of every plan member on Kaggle's GPU; the plan comes back with accum."""
+def plan_prelude(plan: Plan, imports: str) -> str:
+    """The start of a script that rebuilds `plan`: its members as literals, the kit's imports, then `plan = ...`."""
     # Only what differs from TrainConfig's defaults (the same kit version reads it back), so the script stays short.
     members = ",\n           ".join(dict_literal(non_defaults(m), indent=12) for m in plan.members)
-    body = (f"MEMBERS = [{members}]\n\n"
+    return (f"MEMBERS = [{members}]\n\n"
             "from paddy.core.config import TrainConfig  # noqa: E402  (importable only after the install above)\n"
             "from paddy.core.plan import Plan  # noqa: E402\n"
             "from paddy.core.runtime import progress_bars  # noqa: E402\n"
             "from paddy.data.folder import find_data  # noqa: E402\n"
-            "from paddy.probe.report import format_probe_table  # noqa: E402\n"
-            "from paddy.probe.run import run_probe, write_chosen_accum  # noqa: E402\n\n"
+            + imports + "\n"
             "plan = Plan(members=tuple(TrainConfig.from_dict(m) for m in MEMBERS), "
-            f"budget_gb={plan.budget_gb!r}, accelerator={plan.accelerator!r})\n"
-            f"with progress_bars(False):  {_LOG_NOTE}\n"
+            f"budget_gb={plan.budget_gb!r}, accelerator={plan.accelerator!r})\n")
+
+
+def probe_script(title: str, plan: Plan, kit: str, data: str, gpus: int = 0) -> str:
+    """Script of the probe kernel: peak memory of every plan member on Kaggle's GPU; the plan comes back with accum."""
+    body = (plan_prelude(plan, "from paddy.probe.report import format_probe_table  # noqa: E402\n"
+                               "from paddy.probe.run import run_probe, write_chosen_accum  # noqa: E402\n")
+            + f"with progress_bars(False):  {_LOG_NOTE}\n"
             '    report = run_probe(find_data(DATA), plan.members, plan.budget_gb, out=OUT / "probe")\n'
             "print(format_probe_table(report))\n"
             'write_chosen_accum(plan, report, OUT / "plan.toml")\n')
@@ -223,18 +228,10 @@ def member_script(title: str, config: TrainConfig, kit: str, data: str, budget_g
 
 def lanes_script(title: str, plan: Plan, kit: str, data: str, lanes: int, gpus: int = 0) -> str:
     """Script of a kernel that trains several members at once, one lane (process) per GPU: train_plan_lanes."""
-    # Only what differs from TrainConfig's defaults (the same kit version reads it back), as in the probe kernel.
-    members = ",\n           ".join(dict_literal(non_defaults(m), indent=12) for m in plan.members)
-    body = (f"MEMBERS = [{members}]\n\n"
-            "from paddy.core.config import TrainConfig  # noqa: E402  (importable only after the install above)\n"
-            "from paddy.core.plan import Plan  # noqa: E402\n"
-            "from paddy.core.runtime import progress_bars  # noqa: E402\n"
-            "from paddy.data.folder import find_data  # noqa: E402\n"
-            "from paddy.probe.run import choose_accum  # noqa: E402\n"
-            "from paddy.vision.lanes import describe_result, failed_runs, train_plan_lanes  # noqa: E402\n\n"
-            "plan = Plan(members=tuple(TrainConfig.from_dict(m) for m in MEMBERS), "
-            f"budget_gb={plan.budget_gb!r}, accelerator={plan.accelerator!r})\n"
-            f"with progress_bars(False):  {_LOG_NOTE}\n"
+    body = (plan_prelude(plan, "from paddy.probe.run import choose_accum  # noqa: E402\n"
+                               "from paddy.vision.lanes import describe_result, failed_runs, train_plan_lanes"
+                               "  # noqa: E402\n")
+            + f"with progress_bars(False):  {_LOG_NOTE}\n"
             f"    results = train_plan_lanes(find_data(DATA), plan, OUT, lanes={lanes}, choose_accum=choose_accum)\n"
             "print(*(describe_result(r) for r in results), sep=\"\\n\")\n"
             # A failed lane's log is in OUT/.lanes/; the other lanes' runs are complete.

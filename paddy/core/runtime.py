@@ -1,9 +1,14 @@
 """Where the kit runs: Kaggle or not, which device, one way to seed everything, threads, bars and memory."""
 
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 import os
 import random
+import signal
+import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -44,6 +49,29 @@ def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_POLL_S = 0.2
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Pool initializer: end this worker when `parent_pid` dies, so a killed command leaves no idle workers behind.
+
+    On Linux the kernel sends SIGKILL when the parent goes (prctl PR_SET_PDEATHSIG); elsewhere, and as a backstop,
+    a daemon thread polls the parent's PID."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _watch_parent(parent_pid):
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
 
 
 @contextlib.contextmanager

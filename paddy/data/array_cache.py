@@ -17,14 +17,12 @@ no half cache. Readers memory-map the arrays after checking their byte counts ag
 """
 
 import collections
-import ctypes
 import hashlib
 import json
 import math
 import operator
 import os
 import shutil
-import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +33,7 @@ import pandas as pd
 from fastai.vision.core import PILImage
 from PIL import Image
 
-from paddy.core import atomic, lock
+from paddy.core import atomic, lock, runtime
 from paddy.core.config import parse_size
 from paddy.core.errors import ConfigError, DataError
 from paddy.core.tables import read_csv
@@ -141,15 +139,6 @@ def reference_size(paths):
     return counts.most_common(1)[0][0]
 
 
-def _die_with_parent():
-    """Pool initializer: the kernel sends SIGTERM to this worker when its parent dies (Linux), so a killed
-    `paddy resize` leaves no orphans writing into a folder about to be deleted."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the pool's own shutdown still ends the workers
-        pass
-
-
 _OPEN = {}  # per worker process: the array file it writes into, opened once
 
 
@@ -185,7 +174,8 @@ def write_split(array_path, paths, item_hw, method, stored_hw, workers=1, progre
     jobs = [(str(array_path), i, [str(p) for p in paths[i:i + chunk]], tuple(item_hw), method, tuple(stored_hw))
             for i in range(0, len(paths), chunk)]
     started, last, done, failures = time.perf_counter(), time.perf_counter(), 0, []
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent) if workers > 1 else _InProcess()
+    pool = (ProcessPoolExecutor(max_workers=workers, initializer=runtime.die_with_parent, initargs=(os.getpid(),))
+            if workers > 1 else _InProcess())
     with pool:
         for job, failed in zip(jobs, pool.map(_write_rows, jobs), strict=True):
             done, failures = done + len(job[2]), failures + failed

@@ -6,14 +6,9 @@ draft mode (the decoder scales by 1/2, 1/4 or 1/8 while decoding), each written 
 every copy that is newer than its original. A corrupt image is reported at the end; the rest are still written.
 """
 
-import contextlib
-import ctypes
-import ctypes.util
 import json
 import os
 import shutil
-import signal
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -22,15 +17,13 @@ from pathlib import Path
 from fastprogress.fastprogress import progress_bar
 from PIL import Image
 
-from paddy.core import atomic, lock
+from paddy.core import atomic, lock, runtime
 from paddy.core.config import check_range
 from paddy.core.errors import ConfigError, DataError
 from paddy.data import competition
 from paddy.data.check import EXPECTED, read_csv_checked
 
 MARKER = ".paddy-resize.json"  # records max_size: copies made at another size are never "up to date"
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-PARENT_POLL_S = 0.2
 JPEG_QUALITY = 90
 
 
@@ -82,25 +75,6 @@ def resize_image(src, dst, max_size):
 def _resize_job(job):
     """Unpack one (src, dst, max_size) job for the process pool."""
     return resize_image(*job)
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Pool initializer: end this worker when `parent_pid` dies, so a killed resize leaves no idle workers behind.
-
-    On Linux the kernel sends SIGKILL when the parent goes (prctl PR_SET_PDEATHSIG); elsewhere, and as a backstop,
-    a daemon thread polls the parent's PID."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the parent died before the line above took effect
-        os._exit(1)
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-
-
-def _watch_parent(parent_pid):
-    while os.getppid() == parent_pid:
-        time.sleep(PARENT_POLL_S)
-    os._exit(1)
 
 
 def check_folders(data, out, max_size):
@@ -181,7 +155,7 @@ def run_jobs(jobs, workers, progress=True):
         results = map(_resize_job, jobs)
         return [r for r in (progress_bar(results, total=len(jobs), leave=False) if progress else results) if r]
     chunksize = max(1, min(32, len(jobs) // (workers * 4)))  # large enough to amortise pickling, small for balance
-    with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=runtime.die_with_parent, initargs=(os.getpid(),)) as pool:
         results = pool.map(_resize_job, jobs, chunksize=chunksize)
         return [r for r in (progress_bar(results, total=len(jobs), leave=False) if progress else results) if r]
 

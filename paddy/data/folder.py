@@ -79,12 +79,17 @@ def count_images(data: str | Path) -> int:
     return sum(p.suffix.lower() in IMAGE_SUFFIXES for p in found)
 
 
+def seeded_rank(seed: int, image_id: str) -> bytes:
+    """A sort key for `image_id` that depends only on it and `seed` (seeded splits independent of row order)."""
+    return hashlib.blake2b(f"{seed}:{image_id}".encode(), digest_size=8).digest()
+
+
 def valid_mask(image_ids: list, valid_pct: float, seed: int) -> list[bool]:
     """Boolean list: True for validation images; depends only on the set of ids and the seed, not on order."""
     ids = [str(i) for i in image_ids]
     n_valid = int(round(len(ids) * valid_pct))
     # Rank ids by a seeded hash: the chosen set is the same whatever order the rows come in.
-    ranked = sorted(set(ids), key=lambda i: hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest())
+    ranked = sorted(set(ids), key=lambda i: seeded_rank(seed, i))
     chosen = set(ranked[:n_valid])
     return [i in chosen for i in ids]
 

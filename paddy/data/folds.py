@@ -18,6 +18,7 @@ import pandas as pd
 from paddy.core import atomic
 from paddy.core.errors import ConfigError, DataError
 from paddy.core.tables import read_csv
+from paddy.data.folder import seeded_rank
 
 FOLDS_CSV = "folds.csv"
 FOLDS_JSON = "folds.json"
@@ -82,7 +83,7 @@ def assign_folds(items: pd.DataFrame, k: int, seed: int) -> np.ndarray:
     labels = items["label"].astype(str).tolist()
     # Deal rows round-robin in (label, variety, seeded hash) order: each label, and each variety inside it,
     # splits over the folds within one image; the counter runs on across labels so fold sizes stay within one.
-    order = sorted(range(len(ids)), key=lambda r: (labels[r], variety[r], _rank(seed, ids[r])))
+    order = sorted(range(len(ids)), key=lambda r: (labels[r], variety[r], seeded_rank(seed, ids[r])))
     start = int(np.random.default_rng(seed).integers(k))  # which fold takes the first remainder is seeded too
     folds = np.empty(len(ids), dtype=np.int64)
     for position, row in enumerate(order):
@@ -146,10 +147,6 @@ def ensure_folds(runs: str | Path, items: pd.DataFrame, k: int, seed: int) -> Fo
         raise ConfigError(f"{where} has {existing.k} folds with seed {existing.seed}, not {k} with seed {seed}; "
                           "use the same folds and split_seed, or a new runs folder")
     return existing
-
-
-def _rank(seed, image_id):
-    return hashlib.blake2b(f"{seed}:{image_id}".encode(), digest_size=8).digest()
 
 
 def _digest(lines):
